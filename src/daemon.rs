@@ -1,0 +1,131 @@
+//! Daemon life cycle: lock the root, recover the engine, open the sockets,
+//! serve until SIGTERM/SIGINT, then remove the sockets.
+//!
+//! Start-up order follows containerd: recover state first, open sockets last,
+//! so no client ever sees a half-recovered daemon.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::engine::Engine;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the daemon until a shutdown signal.
+pub async fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    for dir in [&config.root, &config.state] {
+        std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    let _lock = lock_root(&config.root)?;
+    let engine = Arc::new(Engine::open(config.clone()).await.context("failed to recover state")?);
+
+    let (cri_socket, cri_listener) = SocketFile::bind(&config.cri.socket)?;
+    info!(socket = %config.cri.socket.display(), "serving CRI");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tonic::transport::Server::builder()
+        .add_routes(crate::cri::router(engine.clone()))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(cri_listener), {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        });
+    let mut server = tokio::spawn(server);
+
+    let mut term = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+        _ = int.recv() => info!("SIGINT received, shutting down"),
+        res = &mut server => {
+            res.context("CRI server task failed")?.context("CRI server failed")?;
+            bail!("CRI server stopped unexpectedly");
+        }
+    }
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(Ok(Err(e))) => error!(error = %e, "CRI server failed while stopping"),
+        Ok(_) => {}
+        Err(_) => {
+            warn!("requests still running after {SHUTDOWN_GRACE:?}, stopping anyway");
+            server.abort();
+        }
+    }
+    drop(cri_socket);
+    info!("stopped");
+    Ok(())
+}
+
+/// Holds `<root>/berthd.lock` so that a second daemon on the same root refuses to start.
+fn lock_root(root: &Path) -> Result<Flock<File>> {
+    let path = root.join("berthd.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(l),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!(
+            "another berthd is already running with root {} (lock {} is held)",
+            root.display(),
+            path.display()
+        ),
+        Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}", path.display())),
+    }
+}
+
+/// A unix socket's path, removed when dropped.
+struct SocketFile {
+    path: PathBuf,
+}
+
+impl SocketFile {
+    /// Binds with mode 0660, replacing a stale socket file (we hold the root lock).
+    fn bind(path: &Path) -> Result<(Self, UnixListener)> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("failed to remove stale socket {}", path.display()))
+            }
+            _ => {}
+        }
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("failed to listen on {}", path.display()))?;
+        let file = SocketFile {
+            path: path.to_path_buf(),
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .with_context(|| format!("failed to set the mode of {}", path.display()))?;
+        Ok((file, listener))
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(socket = %self.path.display(), error = %e, "failed to remove socket");
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! berth: a Kubernetes CRI runtime that also speaks the Docker Engine API.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod cri;
+pub mod daemon;
+pub mod engine;
+pub mod image;
+pub mod runtime;
+pub mod storage;
+pub mod store;

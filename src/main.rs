@@ -1,0 +1,82 @@
+//! `berthd`: the berth daemon.
+//!
+//! ```text
+//! berthd [--config FILE]        run the daemon (embedded defaults without --config)
+//! berthd config default         print the full default configuration
+//! berthd config check FILE      validate a configuration file
+//! berthd --version
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: berthd [--config FILE] | berthd config default | berthd config check FILE | berthd --version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["--version"] | ["version"] => {
+            println!("berthd {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["--help"] | ["-h"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        ["config", "default"] => {
+            print!("{}", Config::default_yaml());
+            ExitCode::SUCCESS
+        }
+        ["config", "check", file] => match Config::load(&PathBuf::from(file)) {
+            Ok(_) => {
+                println!("{file}: ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berthd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [] => run(Config::default()),
+        ["--config", file] | ["-c", file] => match Config::load(&PathBuf::from(file)) {
+            Ok(c) => run(c),
+            Err(e) => {
+                eprintln!("berthd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},h2=info,hyper=info,tower=info", config.log_level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(berth::daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("berthd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
