@@ -239,18 +239,24 @@ impl Config {
 
     /// Parses and validates YAML text; empty text (or only comments) is the default.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| invalid(
-            e.location()
-                .map(|l| format!("line {} column {}", l.line(), l.column()))
-                .unwrap_or_else(|| "<document>".into()),
-            e.to_string(),
-        ))?;
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            invalid(
+                e.location()
+                    .map(|l| format!("line {} column {}", l.line(), l.column()))
+                    .unwrap_or_else(|| "<document>".into()),
+                e.to_string(),
+            )
+        })?;
         if value.is_null() {
             return Ok(Config::default());
         }
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." { "<top level>".to_string() } else { key };
+            let key = if key == "." {
+                "<top level>".to_string()
+            } else {
+                key
+            };
             invalid(key, e.into_inner().to_string())
         })?;
         config.validate()?;
@@ -269,7 +275,10 @@ impl Config {
         ) {
             return Err(invalid(
                 "log_level",
-                format!("unknown level {:?}: want error, warn, info, debug or trace", self.log_level),
+                format!(
+                    "unknown level {:?}: want error, warn, info, debug or trace",
+                    self.log_level
+                ),
             ));
         }
         for (key, p) in [
@@ -280,13 +289,22 @@ impl Config {
             ("cni.conf_dir", &self.cni.conf_dir),
         ] {
             if !p.is_absolute() {
-                return Err(invalid(key, format!("{} is not an absolute path", p.display())));
+                return Err(invalid(
+                    key,
+                    format!("{} is not an absolute path", p.display()),
+                ));
             }
         }
-        for (key, s) in [("cri.socket", &self.cri.socket), ("docker.socket", &self.docker.socket)] {
+        for (key, s) in [
+            ("cri.socket", &self.cri.socket),
+            ("docker.socket", &self.docker.socket),
+        ] {
             // sun_path holds 108 bytes including the terminating NUL.
             if s.as_os_str().len() > 107 {
-                return Err(invalid(key, "unix socket path longer than 107 bytes".into()));
+                return Err(invalid(
+                    key,
+                    "unix socket path longer than 107 bytes".into(),
+                ));
             }
         }
         parse_addr("cri.streaming_address", &self.cri.streaming_address)?;
@@ -303,16 +321,23 @@ impl Config {
                 ));
             }
         }
-        if !self.runtime.handlers.contains_key(&self.runtime.default_handler) {
+        if !self
+            .runtime
+            .handlers
+            .contains_key(&self.runtime.default_handler)
+        {
             return Err(invalid(
                 "runtime.default_handler",
-                format!("{:?} is not a key of runtime.handlers", self.runtime.default_handler),
+                format!(
+                    "{:?} is not a key of runtime.handlers",
+                    self.runtime.default_handler
+                ),
             ));
         }
         for (name, h) in &self.runtime.handlers {
             if !h.path.is_absolute() {
                 return Err(invalid(
-                    &format!("runtime.handlers.{name}.path"),
+                    format!("runtime.handlers.{name}.path"),
                     format!("{} is not an absolute path", h.path.display()),
                 ));
             }
@@ -324,7 +349,7 @@ impl Config {
                     .unwrap_or(false);
                 if !ok {
                     return Err(invalid(
-                        &format!("registries.{host:?}.mirrors[{i}]"),
+                        format!("registries.{host:?}.mirrors[{i}]"),
                         format!("{m:?} is not an http(s) URL"),
                     ));
                 }
@@ -395,7 +420,10 @@ registries:
         .unwrap();
         assert_eq!(c.runtime.cgroup_driver, CgroupDriver::Systemd);
         assert!(c.registries["127.0.0.1:5000"].insecure);
-        assert_eq!(c.registries["docker.io"].mirrors, ["https://mirror.example"]);
+        assert_eq!(
+            c.registries["docker.io"].mirrors,
+            ["https://mirror.example"]
+        );
     }
 
     fn key_of(text: &str) -> String {
@@ -419,14 +447,26 @@ registries:
     fn bad_values_name_their_path() {
         assert_eq!(key_of("log_level: loud\n"), "log_level");
         assert_eq!(key_of("root: relative/dir\n"), "root");
-        assert_eq!(key_of("cri:\n  streaming_address: nope\n"), "cri.streaming_address");
-        assert_eq!(key_of("runtime:\n  cgroup_driver: magic\n"), "runtime.cgroup_driver");
-        assert_eq!(key_of("runtime:\n  default_handler: kata\n"), "runtime.default_handler");
+        assert_eq!(
+            key_of("cri:\n  streaming_address: nope\n"),
+            "cri.streaming_address"
+        );
+        assert_eq!(
+            key_of("runtime:\n  cgroup_driver: magic\n"),
+            "runtime.cgroup_driver"
+        );
+        assert_eq!(
+            key_of("runtime:\n  default_handler: kata\n"),
+            "runtime.default_handler"
+        );
         assert_eq!(key_of("docker:\n  tcp: 0.0.0.0:2376\n"), "docker.tcp");
         assert_eq!(
             key_of("registries:\n  gcr.io:\n    mirrors: [\"ftp://x\"]\n"),
             "registries.\"gcr.io\".mirrors[0]"
         );
-        assert_eq!(key_of("registries:\n  gcr.io:\n    insecure: maybe\n"), "registries.gcr.io.insecure");
+        assert_eq!(
+            key_of("registries:\n  gcr.io:\n    insecure: maybe\n"),
+            "registries.gcr.io.insecure"
+        );
     }
 }

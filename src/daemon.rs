@@ -14,7 +14,6 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
@@ -27,18 +26,25 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> Result<()> {
     let config = Arc::new(config);
     for dir in [&config.root, &config.state] {
-        std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
     }
     let _lock = lock_root(&config.root)?;
-    let engine = Arc::new(Engine::open(config.clone()).await.context("failed to recover state")?);
+    let engine = Arc::new(
+        Engine::open(config.clone())
+            .await
+            .context("failed to recover state")?,
+    );
 
     let (cri_socket, cri_listener) = SocketFile::bind(&config.cri.socket)?;
     info!(socket = %config.cri.socket.display(), "serving CRI");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = start_metrics(&config, &engine, &stop_rx).await?;
     let server = tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer::new())
         .add_routes(crate::cri::router(engine.clone()))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(cri_listener), {
+        .serve_with_incoming_shutdown(crate::cri::authority::incoming(cri_listener), {
             let mut rx = stop_rx.clone();
             async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -65,9 +71,51 @@ pub async fn run(config: Config) -> Result<()> {
             server.abort();
         }
     }
+    if let Some(mut metrics) = metrics {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut metrics)
+            .await
+            .is_err()
+        {
+            metrics.abort();
+        }
+    }
     drop(cri_socket);
     info!("stopped");
     Ok(())
+}
+
+/// Binds `metrics.address` (unless empty) and serves `/metrics` until `stop` turns true.
+async fn start_metrics(
+    config: &Config,
+    engine: &Arc<Engine>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    if config.metrics.address.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = config
+        .metrics
+        .address
+        .parse()
+        .with_context(|| format!("bad metrics.address {:?}", config.metrics.address))?;
+    let server = crate::metrics::Server::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on metrics.address {addr}"))?;
+    // Weak: the global metrics outlive the engine.
+    let weak = Arc::downgrade(engine);
+    crate::metrics::global().count_images_with(move || {
+        let images = weak.upgrade()?.images.list().ok()?;
+        Some(images.len() as u64)
+    });
+    let mut stop = stop.clone();
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = server.run(shutdown).await {
+            error!(error = %e, "metrics server failed");
+        }
+    })))
 }
 
 /// Holds `<root>/berthd.lock` so that a second daemon on the same root refuses to start.

@@ -6,6 +6,8 @@ pub mod cri;
 pub mod daemon;
 pub mod engine;
 pub mod image;
+pub mod metrics;
+pub mod monitor;
 pub mod runtime;
 pub mod storage;
 pub mod store;

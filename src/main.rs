@@ -41,6 +41,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        // The per-container monitor: no tracing, no async runtime.
+        ["monitor", file] => ExitCode::from(berth::monitor::main(&PathBuf::from(file)) as u8),
         [] => run(Config::default()),
         ["--config", file] | ["-c", file] => match Config::load(&PathBuf::from(file)) {
             Ok(c) => run(c),
@@ -57,14 +59,23 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},h2=info,hyper=info,tower=info", config.log_level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{},h2=info,hyper=info,tower=info",
+            config.log_level
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berthd: failed to start the async runtime: {e}");

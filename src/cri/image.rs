@@ -47,7 +47,9 @@ impl Images {
 fn image_name(spec: Option<&cri::ImageSpec>) -> Result<&str, Status> {
     match spec.map(|s| s.image.trim()) {
         Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(Status::invalid_argument("image spec with a non-empty image name is required")),
+        _ => Err(Status::invalid_argument(
+            "image spec with a non-empty image name is required",
+        )),
     }
 }
 
@@ -103,7 +105,10 @@ impl ImageService for Images {
         else {
             return Ok(Response::new(cri::ImageStatusResponse::default()));
         };
-        let image = self.to_cri(&rec).await.map_err(|e| image_status(&op(), e))?;
+        let image = self
+            .to_cri(&rec)
+            .await
+            .map_err(|e| image_status(&op(), e))?;
         let mut info = HashMap::new();
         if req.verbose {
             let config = self

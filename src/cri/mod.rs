@@ -1,5 +1,6 @@
 //! The CRI v1 front door: thin gRPC services over the engine.
 
+pub mod authority;
 pub mod image;
 pub mod runtime;
 

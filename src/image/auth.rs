@@ -230,9 +230,15 @@ impl TokenCache {
             .json()
             .await
             .map_err(|e| auth_err(format!("bad token response from {realm}: {e}")))?;
-        let token = if t.token.is_empty() { t.access_token } else { t.token };
+        let token = if t.token.is_empty() {
+            t.access_token
+        } else {
+            t.token
+        };
         if token.is_empty() {
-            return Err(auth_err(format!("token endpoint {realm} returned no token")));
+            return Err(auth_err(format!(
+                "token endpoint {realm} returned no token"
+            )));
         }
         // Renew a little early; the spec's default lifetime is 60 s.
         let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).saturating_sub(10).max(10));
@@ -287,7 +293,10 @@ mod tests {
             Credentials::from_parts("", "", "", "", "tok").unwrap(),
             Credentials::RegistryToken("tok".into())
         );
-        assert_eq!(Credentials::from_parts("", "", "", "", "").unwrap(), Credentials::Anonymous);
+        assert_eq!(
+            Credentials::from_parts("", "", "", "", "").unwrap(),
+            Credentials::Anonymous
+        );
         assert!(Credentials::from_parts("", "", "!!!", "", "").is_err());
         assert!(Credentials::from_parts("", "", "bm9jb2xvbg==", "", "").is_err());
     }

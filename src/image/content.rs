@@ -26,7 +26,10 @@ impl ContentStore {
             .map_err(|e| Error::io(format!("failed to create {}", dir.display()), e))?;
         if ingest.exists() {
             std::fs::remove_dir_all(ingest).map_err(|e| {
-                Error::io(format!("failed to clear ingest dir {}", ingest.display()), e)
+                Error::io(
+                    format!("failed to clear ingest dir {}", ingest.display()),
+                    e,
+                )
             })?;
         }
         std::fs::create_dir_all(ingest)
@@ -68,7 +71,8 @@ impl ContentStore {
         if self.exists(d) {
             return Ok(());
         }
-        let stream = futures::stream::once(async { Ok::<_, Error>(bytes::Bytes::copy_from_slice(data)) });
+        let stream =
+            futures::stream::once(async { Ok::<_, Error>(bytes::Bytes::copy_from_slice(data)) });
         self.ingest(d, data.len() as u64, stream).await
     }
 
@@ -78,12 +82,9 @@ impl ContentStore {
     where
         S: Stream<Item = Result<bytes::Bytes, Error>>,
     {
-        let tmp = self.ingest.join(format!(
-            "{}-{}-{}",
-            d.hex(),
-            std::process::id(),
-            next_seq()
-        ));
+        let tmp = self
+            .ingest
+            .join(format!("{}-{}-{}", d.hex(), std::process::id(), next_seq()));
         let res = self.ingest_to(&tmp, d, size, stream).await;
         if res.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
@@ -202,14 +203,21 @@ mod tests {
     }
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<bytes::Bytes, Error>> {
-        futures::stream::iter(parts.iter().map(|p| Ok(bytes::Bytes::from_static(p))).collect::<Vec<_>>())
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(bytes::Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[tokio::test]
     async fn verified_blobs_become_visible() {
         let (_d, s) = store();
         let d = Digest::of(b"hello world");
-        s.ingest(&d, 11, chunks(&[b"hello ", b"world"])).await.unwrap();
+        s.ingest(&d, 11, chunks(&[b"hello ", b"world"]))
+            .await
+            .unwrap();
         assert_eq!(s.read(&d).await.unwrap(), b"hello world");
         assert_eq!(s.list().unwrap(), vec![d.clone()]);
         assert_eq!(s.usage(), (11, 1));
@@ -222,11 +230,19 @@ mod tests {
     async fn digest_mismatch_leaves_nothing() {
         let (dir, s) = store();
         let claimed = Digest::of(b"something else");
-        let e = s.ingest(&claimed, 5, chunks(&[b"evil!"])).await.unwrap_err();
+        let e = s
+            .ingest(&claimed, 5, chunks(&[b"evil!"]))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
         assert!(e.to_string().contains("digest mismatch"));
         assert!(!s.exists(&claimed));
-        assert_eq!(std::fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("ingest"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -234,9 +250,29 @@ mod tests {
         let (_d, s) = store();
         let d = Digest::of(b"abc");
         let e = s.ingest(&d, 2, chunks(&[b"abc"])).await.unwrap_err();
-        assert!(matches!(e, Error::SizeMismatch { expected: 2, actual: 3, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::SizeMismatch {
+                    expected: 2,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = s.ingest(&d, 4, chunks(&[b"abc"])).await.unwrap_err();
-        assert!(matches!(e, Error::SizeMismatch { expected: 4, actual: 3, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::SizeMismatch {
+                    expected: 4,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(!s.exists(&d));
     }
 

@@ -43,7 +43,9 @@ impl Digest {
 
 /// True for 64 lowercase hex characters.
 pub fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    s.len() == 64
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 impl fmt::Display for Digest {

@@ -90,13 +90,18 @@ pub fn parse(what: &str, content_type: &str, body: &[u8]) -> Result<Document, Er
     };
     let probe: Probe =
         serde_json::from_slice(body).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let media_type = probe
-        .media_type
-        .clone()
-        .unwrap_or_else(|| content_type.split(';').next().unwrap_or("").trim().to_string());
+    let media_type = probe.media_type.clone().unwrap_or_else(|| {
+        content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    });
     if probe.schema_version == Some(1) || media_type == DOCKER_SCHEMA1 {
         return Err(bad(
-            "Docker schema 1 manifests are not supported; push the image with schema 2 or OCI".into(),
+            "Docker schema 1 manifests are not supported; push the image with schema 2 or OCI"
+                .into(),
         ));
     }
     if probe.schema_version != Some(2) {
@@ -168,8 +173,7 @@ pub fn host_platform() -> Platform {
 pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
     let candidates = index.manifests.iter().filter(|d| {
         matches!(d.media_type.as_str(), OCI_MANIFEST | DOCKER_MANIFEST | "")
-            && d
-                .platform
+            && d.platform
                 .as_ref()
                 .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
     });
@@ -205,7 +209,8 @@ mod tests {
     }
 
     fn index(entries: Vec<serde_json::Value>) -> Index {
-        let body = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
+        let body =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
         match parse("test", "", body.to_string().as_bytes()).unwrap() {
             Document::Index(i) => i,
             _ => panic!("expected an index"),
@@ -214,14 +219,43 @@ mod tests {
 
     #[test]
     fn picks_the_host_arch_and_best_variant() {
-        let idx = index(vec![desc("arm", Some("v6"), 1), desc("arm64", None, 2), desc("amd64", None, 3)]);
-        let amd = Platform { architecture: "amd64".into(), os: "linux".into(), variant: None };
-        assert_eq!(select_platform(&idx, &amd).unwrap().digest, Digest::of(&[3]));
-        let arm64 = Platform { architecture: "arm64".into(), os: "linux".into(), variant: Some("v8".into()) };
-        assert_eq!(select_platform(&idx, &arm64).unwrap().digest, Digest::of(&[2]));
-        let armv7 = Platform { architecture: "arm".into(), os: "linux".into(), variant: Some("v7".into()) };
-        assert!(select_platform(&idx, &armv7).is_none(), "v6 must not satisfy v7");
-        let s390 = Platform { architecture: "s390x".into(), os: "linux".into(), variant: None };
+        let idx = index(vec![
+            desc("arm", Some("v6"), 1),
+            desc("arm64", None, 2),
+            desc("amd64", None, 3),
+        ]);
+        let amd = Platform {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            variant: None,
+        };
+        assert_eq!(
+            select_platform(&idx, &amd).unwrap().digest,
+            Digest::of(&[3])
+        );
+        let arm64 = Platform {
+            architecture: "arm64".into(),
+            os: "linux".into(),
+            variant: Some("v8".into()),
+        };
+        assert_eq!(
+            select_platform(&idx, &arm64).unwrap().digest,
+            Digest::of(&[2])
+        );
+        let armv7 = Platform {
+            architecture: "arm".into(),
+            os: "linux".into(),
+            variant: Some("v7".into()),
+        };
+        assert!(
+            select_platform(&idx, &armv7).is_none(),
+            "v6 must not satisfy v7"
+        );
+        let s390 = Platform {
+            architecture: "s390x".into(),
+            os: "linux".into(),
+            variant: None,
+        };
         assert!(select_platform(&idx, &s390).is_none());
     }
 
@@ -232,7 +266,10 @@ mod tests {
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of(b"c").to_string(), "size": 1},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": Digest::of(b"l").to_string(), "size": 1}],
         });
-        assert!(matches!(parse("t", "", m.to_string().as_bytes()).unwrap(), Document::Manifest(_)));
+        assert!(matches!(
+            parse("t", "", m.to_string().as_bytes()).unwrap(),
+            Document::Manifest(_)
+        ));
     }
 
     #[test]
@@ -246,7 +283,9 @@ mod tests {
             "config": {"mediaType": "x", "digest": Digest::of(b"c").to_string(), "size": 1},
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": Digest::of(b"l").to_string(), "size": 1}],
         });
-        let e = parse("t", "", foreign.to_string().as_bytes()).unwrap_err().to_string();
+        let e = parse("t", "", foreign.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported media type"), "{e}");
         let bad_digest = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:zz","size":1}]}"#;
         assert!(parse("t", OCI_INDEX, bad_digest).is_err());

@@ -70,7 +70,7 @@ pub enum Error {
     Unpack {
         layer: String,
         #[source]
-        source: crate::storage::StorageError,
+        source: Box<crate::storage::StorageError>,
     },
     #[error("{context}: {source}")]
     Io {
@@ -117,6 +117,13 @@ impl Error {
             }
             Error::Unpack { .. } | Error::Io { .. } | Error::Store(_) => Kind::Internal,
             Error::Cancelled(_) => Kind::Unavailable,
+        }
+    }
+
+    pub(crate) fn unpack(layer: impl Into<String>, source: crate::storage::StorageError) -> Self {
+        Error::Unpack {
+            layer: layer.into(),
+            source: Box::new(source),
         }
     }
 

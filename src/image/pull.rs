@@ -46,7 +46,13 @@ pub struct KeyedLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 impl KeyedLocks {
     /// Waits for the lock of `key`.
     pub async fn lock(&self, key: &str) -> KeyedGuard<'_> {
-        let m = self.0.lock().unwrap().entry(key.to_string()).or_default().clone();
+        let m = self
+            .0
+            .lock()
+            .unwrap()
+            .entry(key.to_string())
+            .or_default()
+            .clone();
         let guard = m.lock_owned().await;
         KeyedGuard {
             locks: self,
@@ -67,7 +73,10 @@ impl Drop for KeyedGuard<'_> {
     fn drop(&mut self) {
         let mut map = self.locks.0.lock().unwrap();
         // The map and our guard hold the only references: no waiter, forget the key.
-        if map.get(&self.key).is_some_and(|a| Arc::strong_count(a) == 2) {
+        if map
+            .get(&self.key)
+            .is_some_and(|a| Arc::strong_count(a) == 2)
+        {
             map.remove(&self.key);
         }
         self.guard.take();
@@ -102,7 +111,13 @@ impl Leases {
 impl Lease<'_> {
     /// Adds a key (e.g. `blob:sha256:…`, `snapshot:<hex>`).
     pub fn add(&mut self, key: String) {
-        *self.leases.0.lock().unwrap().entry(key.clone()).or_default() += 1;
+        *self
+            .leases
+            .0
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default() += 1;
         self.keys.push(key);
     }
 }
@@ -172,19 +187,32 @@ impl Puller {
             Document::Manifest(m) => (m, top.digest.clone(), top.body.clone(), None),
             Document::Index(idx) => {
                 let want = manifest::host_platform();
-                let d = manifest::select_platform(&idx, &want).ok_or_else(|| Error::BadManifest {
-                    what: format!("image index of {r}"),
-                    reason: format!(
-                        "no manifest for platform {}/{}{}",
-                        want.os,
-                        want.architecture,
-                        want.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()
-                    ),
-                })?;
+                let d =
+                    manifest::select_platform(&idx, &want).ok_or_else(|| Error::BadManifest {
+                        what: format!("image index of {r}"),
+                        reason: format!(
+                            "no manifest for platform {}/{}{}",
+                            want.os,
+                            want.architecture,
+                            want.variant
+                                .as_deref()
+                                .map(|v| format!("/{v}"))
+                                .unwrap_or_default()
+                        ),
+                    })?;
                 debug!(image = %r, manifest = %d.digest, "selected platform manifest");
-                let m = self.registry.manifest(&ep, repo, d.digest.as_str(), creds).await?;
-                match manifest::parse(&format!("manifest {}", d.digest), &m.content_type, &m.body)? {
-                    Document::Manifest(man) => (man, m.digest, m.body, Some((top.digest.clone(), top.body.clone()))),
+                let m = self
+                    .registry
+                    .manifest(&ep, repo, d.digest.as_str(), creds)
+                    .await?;
+                match manifest::parse(&format!("manifest {}", d.digest), &m.content_type, &m.body)?
+                {
+                    Document::Manifest(man) => (
+                        man,
+                        m.digest,
+                        m.body,
+                        Some((top.digest.clone(), top.body.clone())),
+                    ),
                     Document::Index(_) => {
                         return Err(Error::BadManifest {
                             what: format!("image index of {r}"),
@@ -241,9 +269,8 @@ impl Puller {
         }
 
         let layers_desc = &manifest.layers;
-        let jobs = (0..layers_desc.len()).map(|i| {
-            self.layer(&ep, repo, &layers_desc[i], &diff_ids[i], &chains[i], creds)
-        });
+        let jobs = (0..layers_desc.len())
+            .map(|i| self.layer(&ep, repo, &layers_desc[i], &diff_ids[i], &chains[i], creds));
         let layers: Vec<LayerRecord> = futures::stream::iter(jobs)
             .buffered(LAYER_PARALLELISM)
             .try_collect()
@@ -314,14 +341,11 @@ impl Puller {
             let expected = diff_id.to_string();
             let layer = desc.digest.to_string();
             tokio::task::spawn_blocking(move || {
-                snaps.unpack(&key, &blob, &media_type)
+                snaps.unpack(&key, &blob, &media_type, Some(&expected))
             })
             .await
             .map_err(|e| Error::Cancelled(format!("unpack task for layer {layer}: {e}")))?
-            .map_err(|source| Error::Unpack {
-                layer: desc.digest.to_string(),
-                source,
-            })?;
+            .map_err(|source| Error::unpack(desc.digest.to_string(), source))?;
         }
         Ok(LayerRecord {
             digest: desc.digest.clone(),

@@ -39,7 +39,10 @@ impl Reference {
             return Err(bad("reference too long"));
         }
         let (rest, digest) = match input.split_once('@') {
-            Some((name, d)) => (name, Some(Digest::parse(d).map_err(|e| bad(&e.to_string()))?)),
+            Some((name, d)) => (
+                name,
+                Some(Digest::parse(d).map_err(|e| bad(&e.to_string()))?),
+            ),
             None => (input, None),
         };
         // A tag is the part after the last ':' provided no '/' follows it
@@ -79,7 +82,9 @@ impl Reference {
             path
         };
         if repository.is_empty() || !repository.split('/').all(valid_path_component) {
-            return Err(bad("invalid repository name (must be lowercase [a-z0-9._-] components)"));
+            return Err(bad(
+                "invalid repository name (must be lowercase [a-z0-9._-] components)",
+            ));
         }
         if registry.len() + 1 + repository.len() > 255 {
             return Err(bad("repository name must not exceed 255 characters"));
@@ -140,8 +145,7 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
@@ -156,7 +160,9 @@ fn valid_host(h: &str) -> bool {
         }
     }
     if host.starts_with('[') && host.ends_with(']') {
-        return host[1..host.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
+        return host[1..host.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
     }
     !host.is_empty()
         && host.split('.').all(|label| {
@@ -210,9 +216,15 @@ mod tests {
     #[test]
     fn short_names_are_normalised() {
         assert_eq!(p("busybox").to_string(), "docker.io/library/busybox:latest");
-        assert_eq!(p("busybox:1.36").to_string(), "docker.io/library/busybox:1.36");
+        assert_eq!(
+            p("busybox:1.36").to_string(),
+            "docker.io/library/busybox:1.36"
+        );
         assert_eq!(p("foo/bar").to_string(), "docker.io/foo/bar:latest");
-        assert_eq!(p("docker.io/busybox").to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            p("docker.io/busybox").to_string(),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(p("index.docker.io/foo/bar:1").name(), "docker.io/foo/bar");
     }
 
@@ -223,7 +235,10 @@ mod tests {
         assert_eq!(r.repository, "test/busybox");
         assert_eq!(r.tag.as_deref(), Some("latest"));
         let r = p("localhost/a:b");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("localhost", "a"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("localhost", "a")
+        );
         let r = p("gcr.io/k8s-staging-cri-tools/test-image-tag:test");
         assert_eq!(r.registry, "gcr.io");
         assert_eq!(r.repository, "k8s-staging-cri-tools/test-image-tag");

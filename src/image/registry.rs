@@ -84,7 +84,11 @@ impl RegistryClient {
         } else {
             r.registry.clone()
         };
-        let scheme = if self.is_insecure(&r.registry) { "http" } else { "https" };
+        let scheme = if self.is_insecure(&r.registry) {
+            "http"
+        } else {
+            "https"
+        };
         out.push(Endpoint {
             base: Url::parse(&format!("{scheme}://{api_host}")).expect("validated host"),
             auth_host: r.registry.clone(),
@@ -100,7 +104,13 @@ impl RegistryClient {
         }
         let h = host
             .rsplit_once(':')
-            .map(|(h, p)| if p.bytes().all(|c| c.is_ascii_digit()) { h } else { host })
+            .map(|(h, p)| {
+                if p.bytes().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            })
             .unwrap_or(host)
             .trim_start_matches('[')
             .trim_end_matches(']');
@@ -108,7 +118,12 @@ impl RegistryClient {
     }
 
     fn config_credentials(&self, host: &str) -> Result<Credentials, Error> {
-        match self.config.registries.get(host).and_then(|r| r.auth.as_ref()) {
+        match self
+            .config
+            .registries
+            .get(host)
+            .and_then(|r| r.auth.as_ref())
+        {
             Some(a) => Credentials::from_config(a),
             None => Ok(Credentials::Anonymous),
         }
@@ -125,7 +140,15 @@ impl RegistryClient {
         let url = ep.url(repository, &format!("manifests/{reference}"));
         let what = format!("manifest {repository}:{reference}");
         let resp = self
-            .send(ep, repository, Method::GET, &url, Some(ACCEPT), creds, &what)
+            .send(
+                ep,
+                repository,
+                Method::GET,
+                &url,
+                Some(ACCEPT),
+                creds,
+                &what,
+            )
             .await?;
         let content_type = resp
             .headers()
@@ -229,12 +252,12 @@ impl RegistryClient {
                             .encode(format!("{username}:{password}"));
                         Some(format!("Basic {b}"))
                     }
-                    _ => {
-                        return Err(Error::Auth {
-                            registry: ep.auth_host.clone(),
-                            reason: "registry requires basic authentication and no credentials were given".into(),
-                        })
-                    }
+                    _ => return Err(Error::Auth {
+                        registry: ep.auth_host.clone(),
+                        reason:
+                            "registry requires basic authentication and no credentials were given"
+                                .into(),
+                    }),
                 },
                 _ => None,
             };
@@ -343,7 +366,13 @@ mod tests {
     #[test]
     fn docker_hub_and_insecure_hosts() {
         let c = client("registries:\n  \"reg.local:5000\":\n    insecure: true\n");
-        let ep = |s: &str| c.endpoints(&Reference::parse(s).unwrap()).pop().unwrap().base.to_string();
+        let ep = |s: &str| {
+            c.endpoints(&Reference::parse(s).unwrap())
+                .pop()
+                .unwrap()
+                .base
+                .to_string()
+        };
         assert_eq!(ep("busybox"), "https://registry-1.docker.io/");
         assert_eq!(ep("reg.local:5000/a"), "http://reg.local:5000/");
         assert_eq!(ep("127.0.0.1:5000/a"), "http://127.0.0.1:5000/");

@@ -61,7 +61,10 @@ impl ImageRecord {
 
     /// Snapshot keys (chain id hex), bottom layer first.
     pub fn snapshot_keys(&self) -> Vec<String> {
-        self.layers.iter().map(|l| l.chain_id.hex().to_string()).collect()
+        self.layers
+            .iter()
+            .map(|l| l.chain_id.hex().to_string())
+            .collect()
     }
 }
 
@@ -88,12 +91,10 @@ impl ImageService {
     pub fn open(config: Arc<Config>, store: Arc<Store>) -> Result<Self, Error> {
         let paths = Paths::under(&config.root);
         let content = Arc::new(ContentStore::open(&paths.blobs, &paths.ingest)?);
-        let snapshots = Arc::new(SnapshotStore::open(&paths.snapshots).map_err(|source| {
-            Error::Unpack {
-                layer: "<open>".into(),
-                source,
-            }
-        })?);
+        let snapshots = Arc::new(
+            SnapshotStore::open(&paths.snapshots)
+                .map_err(|source| Error::unpack("<open>", source))?,
+        );
         let leases = Arc::new(Leases::default());
         let puller = Puller::new(
             RegistryClient::new(config)?,
@@ -118,6 +119,18 @@ impl ImageService {
 
     /// Pulls an image and records it under its name and repo digest.
     pub async fn pull(&self, image: &str, creds: &Credentials) -> Result<ImageRecord, Error> {
+        // A timer dropped unfinished (error or cancelled pull) counts a failure.
+        let timer = crate::metrics::global().start_pull();
+        let record = self.pull_and_record(image, creds).await?;
+        timer.success(record.size);
+        Ok(record)
+    }
+
+    async fn pull_and_record(
+        &self,
+        image: &str,
+        creds: &Credentials,
+    ) -> Result<ImageRecord, Error> {
         let r = Reference::parse(image)?;
         let mut lease = self.leases.lease();
         let pulled = self.puller.pull(&r, creds, &mut lease).await?;
@@ -273,10 +286,9 @@ impl ImageService {
                     stats.blobs += 1;
                 }
             }
-            let keys = snapshots.list().map_err(|source| Error::Unpack {
-                layer: "<gc>".into(),
-                source,
-            })?;
+            let keys = snapshots
+                .list()
+                .map_err(|source| Error::unpack("<gc>", source))?;
             for k in keys {
                 let leased = Digest::parse(&format!("sha256:{k}"))
                     .map(|d| leases.contains(&snapshot_key(&d)))
@@ -290,7 +302,11 @@ impl ImageService {
                 }
             }
             if stats.blobs + stats.snapshots > 0 {
-                info!(blobs = stats.blobs, snapshots = stats.snapshots, "garbage-collected image content");
+                info!(
+                    blobs = stats.blobs,
+                    snapshots = stats.snapshots,
+                    "garbage-collected image content"
+                );
             }
             Ok(stats)
         })
@@ -312,10 +328,9 @@ impl ImageService {
         let snapshots = self.snapshots.clone();
         blocking(move || {
             let (b, f) = content.usage();
-            let u = snapshots.usage().map_err(|source| Error::Unpack {
-                layer: "<usage>".into(),
-                source,
-            })?;
+            let u = snapshots
+                .usage()
+                .map_err(|source| Error::unpack("<usage>", source))?;
             Ok((b + u.bytes, f + u.inodes))
         })
         .await

@@ -40,7 +40,12 @@ async fn handle(state: Shared, addr: String, req: Request<Body>) -> Response {
         .unwrap_or("")
         .to_string();
     let mut f = state.lock().unwrap();
-    let reply = |code: StatusCode, body: Vec<u8>| Response::builder().status(code).body(Body::from(body)).unwrap();
+    let reply = |code: StatusCode, body: Vec<u8>| {
+        Response::builder()
+            .status(code)
+            .body(Body::from(body))
+            .unwrap()
+    };
     if path == "/token" {
         let want = format!(
             "Basic {}",
@@ -49,16 +54,23 @@ async fn handle(state: Shared, addr: String, req: Request<Body>) -> Response {
         if auth != want {
             return reply(StatusCode::UNAUTHORIZED, b"{}".to_vec());
         }
-        return reply(StatusCode::OK, format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#).into_bytes());
+        return reply(
+            StatusCode::OK,
+            format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#).into_bytes(),
+        );
     }
     if auth != format!("Bearer {TOKEN}") {
         return Response::builder()
             .status(StatusCode::UNAUTHORIZED)
             .header(
                 header::WWW_AUTHENTICATE,
-                format!(r#"Bearer realm="http://{addr}/token",service="fake",scope="repository:x:pull""#),
+                format!(
+                    r#"Bearer realm="http://{addr}/token",service="fake",scope="repository:x:pull""#
+                ),
             )
-            .body(Body::from(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#))
+            .body(Body::from(
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            ))
             .unwrap();
     }
     if let Some(i) = path.find("/manifests/") {
@@ -70,7 +82,8 @@ async fn handle(state: Shared, addr: String, req: Request<Body>) -> Response {
                 .unwrap(),
             None => reply(
                 StatusCode::NOT_FOUND,
-                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.to_vec(),
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+                    .to_vec(),
             ),
         };
     }
@@ -90,7 +103,8 @@ async fn serve(state: Shared) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let a = addr.clone();
-    let app = axum::Router::new().fallback(move |req: Request<Body>| handle(state.clone(), a.clone(), req));
+    let app = axum::Router::new()
+        .fallback(move |req: Request<Body>| handle(state.clone(), a.clone(), req));
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     addr
 }
@@ -132,8 +146,12 @@ fn add_image(f: &mut Fake, tag: &str, marker: &str, media_type: &str) -> (Digest
     .into_bytes();
     f.blobs.insert(ld.to_string(), gz);
     f.blobs.insert(cd.to_string(), cfg);
-    f.manifests.insert(Digest::of(&man).to_string(), (media_type.into(), man.clone()));
-    f.manifests.insert(tag.into(), (media_type.into(), man.clone()));
+    f.manifests.insert(
+        Digest::of(&man).to_string(),
+        (media_type.into(), man.clone()),
+    );
+    f.manifests
+        .insert(tag.into(), (media_type.into(), man.clone()));
     (cd, ld, man)
 }
 
@@ -150,7 +168,11 @@ fn env(yaml: &str) -> Env {
     std::fs::create_dir_all(&root).unwrap();
     let store = Arc::new(Store::open(&root.join("meta.redb")).unwrap());
     let images = ImageService::open(Arc::new(cfg), store).unwrap();
-    Env { _dir: dir, root, images }
+    Env {
+        _dir: dir,
+        root,
+        images,
+    }
 }
 
 fn creds(pw: &str) -> Credentials {
@@ -163,7 +185,12 @@ fn creds(pw: &str) -> Credentials {
 #[tokio::test]
 async fn bearer_auth_pull_records_and_unpacks() {
     let state: Shared = Default::default();
-    let (cd, _, _) = add_image(&mut state.lock().unwrap(), "v1", "hello.txt", DOCKER_MANIFEST);
+    let (cd, _, _) = add_image(
+        &mut state.lock().unwrap(),
+        "v1",
+        "hello.txt",
+        DOCKER_MANIFEST,
+    );
     state.lock().unwrap().password = "pw".into();
     let addr = serve(state.clone()).await;
     let e = env("");
@@ -172,11 +199,24 @@ async fn bearer_auth_pull_records_and_unpacks() {
     assert_eq!(rec.id, cd);
     assert_eq!(rec.repo_tags, vec![name.clone()]);
     assert_eq!(rec.repo_digests.len(), 1);
-    let snap = e.root.join("snapshots").join(rec.layers[0].chain_id.hex()).join("fs/hello.txt");
+    let snap = e
+        .root
+        .join("snapshots")
+        .join(rec.layers[0].chain_id.hex())
+        .join("fs/hello.txt");
     assert_eq!(std::fs::read(snap).unwrap(), b"hello");
     // Resolved by tag, by digest, by id and by a short id.
-    for key in [name.as_str(), rec.repo_digests[0].as_str(), cd.as_str(), &cd.hex()[..12]] {
-        assert_eq!(e.images.resolve(key).unwrap().map(|r| r.id), Some(cd.clone()), "{key}");
+    for key in [
+        name.as_str(),
+        rec.repo_digests[0].as_str(),
+        cd.as_str(),
+        &cd.hex()[..12],
+    ] {
+        assert_eq!(
+            e.images.resolve(key).unwrap().map(|r| r.id),
+            Some(cd.clone()),
+            "{key}"
+        );
     }
 }
 
@@ -187,9 +227,17 @@ async fn wrong_credentials_are_unauthenticated() {
     state.lock().unwrap().password = "right".into();
     let addr = serve(state).await;
     let e = env("");
-    let err = e.images.pull(&format!("{addr}/a:v1"), &creds("wrong")).await.unwrap_err();
+    let err = e
+        .images
+        .pull(&format!("{addr}/a:v1"), &creds("wrong"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Kind::Unauthenticated, "{err}");
-    let err = e.images.pull(&format!("{addr}/a:v1"), &Credentials::Anonymous).await.unwrap_err();
+    let err = e
+        .images
+        .pull(&format!("{addr}/a:v1"), &Credentials::Anonymous)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Kind::Unauthenticated, "{err}");
 }
 
@@ -207,12 +255,19 @@ async fn corrupt_layer_fails_and_leaves_nothing() {
     }
     let addr = serve(state.clone()).await;
     let e = env("");
-    let err = e.images.pull(&format!("{addr}/a:v1"), &creds("pw")).await.unwrap_err();
+    let err = e
+        .images
+        .pull(&format!("{addr}/a:v1"), &creds("pw"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Kind::BadContent, "{err}");
     assert!(err.to_string().contains("digest mismatch"), "{err}");
     assert!(e.images.list().unwrap().is_empty());
     assert!(!e.root.join("blobs/sha256").join(ld.hex()).exists());
-    assert_eq!(std::fs::read_dir(e.root.join("snapshots")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(e.root.join("snapshots")).unwrap().count(),
+        0
+    );
     // The download was retried only for network errors, not for bad content.
     assert_eq!(state.lock().unwrap().blob_gets[ld.as_str()], 1);
 }
@@ -228,9 +283,16 @@ async fn mirrors_fall_back_to_the_host_and_keep_names() {
     let e = env(&format!(
         "registries:\n  registry.invalid:\n    mirrors: [\"http://127.0.0.2:9\", \"http://{addr}\"]\n    auth: {{username: user, password: pw}}\n  \"{addr}\":\n    auth: {{username: user, password: pw}}\n"
     ));
-    let rec = e.images.pull("registry.invalid/team/app:v1", &Credentials::Anonymous).await.unwrap();
+    let rec = e
+        .images
+        .pull("registry.invalid/team/app:v1", &Credentials::Anonymous)
+        .await
+        .unwrap();
     assert_eq!(rec.id, cd);
-    assert_eq!(rec.repo_tags, vec!["registry.invalid/team/app:v1".to_string()]);
+    assert_eq!(
+        rec.repo_tags,
+        vec!["registry.invalid/team/app:v1".to_string()]
+    );
     assert!(rec.repo_digests[0].starts_with("registry.invalid/team/app@sha256:"));
 }
 
@@ -242,7 +304,11 @@ async fn index_selects_host_platform_and_concurrent_pulls_fetch_once() {
         let mut f = state.lock().unwrap();
         f.password = "pw".into();
         let p = super::manifest::host_platform();
-        let other = if p.architecture == "amd64" { "arm64" } else { "amd64" };
+        let other = if p.architecture == "amd64" {
+            "arm64"
+        } else {
+            "amd64"
+        };
         let idx = serde_json::json!({
             "schemaVersion": 2, "mediaType": OCI_INDEX,
             "manifests": [
@@ -254,7 +320,8 @@ async fn index_selects_host_platform_and_concurrent_pulls_fetch_once() {
         })
         .to_string()
         .into_bytes();
-        f.manifests.insert("multi".into(), (OCI_INDEX.into(), idx.clone()));
+        f.manifests
+            .insert("multi".into(), (OCI_INDEX.into(), idx.clone()));
     }
     let addr = serve(state.clone()).await;
     let e = env("");
@@ -265,10 +332,17 @@ async fn index_selects_host_platform_and_concurrent_pulls_fetch_once() {
     assert_eq!(a.id, cd);
     assert_eq!(b.id, cd);
     assert!(a.index_digest.is_some());
-    assert_eq!(state.lock().unwrap().blob_gets[ld.as_str()], 1, "the shared layer is fetched once");
+    assert_eq!(
+        state.lock().unwrap().blob_gets[ld.as_str()],
+        1,
+        "the shared layer is fetched once"
+    );
     // RemoveImage by name removes the image and collects its content.
     assert!(e.images.remove(&name).await.unwrap());
     assert!(e.images.resolve(cd.as_str()).unwrap().is_none());
     assert!(!e.root.join("blobs/sha256").join(ld.hex()).exists());
-    assert!(!e.images.remove(&name).await.unwrap(), "a second remove finds nothing");
+    assert!(
+        !e.images.remove(&name).await.unwrap(),
+        "a second remove finds nothing"
+    );
 }

@@ -115,7 +115,10 @@ impl Writer<'_> {
         table: &'static str,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let t = self.txn.open_table(def(table)).map_err(db_err("open table"))?;
+        let t = self
+            .txn
+            .open_table(def(table))
+            .map_err(db_err("open table"))?;
         let v = t.get(key).map_err(db_err("get"))?;
         v.map(|g| decode(table, key, g.value())).transpose()
     }
@@ -128,14 +131,20 @@ impl Writer<'_> {
         value: &T,
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(db_err("encode"))?;
-        let mut t = self.txn.open_table(def(table)).map_err(db_err("open table"))?;
+        let mut t = self
+            .txn
+            .open_table(def(table))
+            .map_err(db_err("open table"))?;
         t.insert(key, bytes.as_slice()).map_err(db_err("insert"))?;
         Ok(())
     }
 
     /// Deletes a record; true if it existed.
     pub fn delete(&mut self, table: &'static str, key: &str) -> Result<bool, StoreError> {
-        let mut t = self.txn.open_table(def(table)).map_err(db_err("open table"))?;
+        let mut t = self
+            .txn
+            .open_table(def(table))
+            .map_err(db_err("open table"))?;
         let existed = t.remove(key).map_err(db_err("remove"))?.is_some();
         Ok(existed)
     }

@@ -1,0 +1,216 @@
+//! The CRI container log format, as the kubelet reads it:
+//! `<RFC3339Nano timestamp> <stdout|stderr> <F|P> <message>\n`.
+//!
+//! A line longer than the line limit is split into `P` (partial) records
+//! followed by a final `F` record; a tail without a newline when the stream
+//! ends is written as `F`.
+
+use std::io::{self, Write};
+
+/// The longest message in one record (containerd uses 16 KiB too).
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Which stream a record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Splits one stream's bytes into CRI log records.
+pub struct LineSplitter {
+    stream: Stream,
+    pending: Vec<u8>,
+    max: usize,
+}
+
+impl LineSplitter {
+    pub fn new(stream: Stream) -> Self {
+        Self::with_limit(stream, MAX_LINE)
+    }
+
+    pub fn with_limit(stream: Stream, max: usize) -> Self {
+        LineSplitter {
+            stream,
+            pending: Vec::new(),
+            max,
+        }
+    }
+
+    /// Feeds bytes read from the container; complete records go to `out`.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl RecordSink) -> io::Result<()> {
+        while !data.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.push(&data[..i], out)?;
+                    out.record(self.stream, false, &self.pending)?;
+                    self.pending.clear();
+                    data = &data[i + 1..];
+                }
+                None => {
+                    self.push(data, out)?;
+                    data = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended: a pending tail is written as a full record.
+    pub fn finish(&mut self, out: &mut impl RecordSink) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            out.record(self.stream, false, &self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Appends to the pending line, flushing `P` records whenever it reaches the limit.
+    fn push(&mut self, mut bytes: &[u8], out: &mut impl RecordSink) -> io::Result<()> {
+        while self.pending.len() + bytes.len() > self.max {
+            let take = self.max - self.pending.len();
+            self.pending.extend_from_slice(&bytes[..take]);
+            out.record(self.stream, true, &self.pending)?;
+            self.pending.clear();
+            bytes = &bytes[take..];
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Where records go.
+pub trait RecordSink {
+    fn record(&mut self, stream: Stream, partial: bool, msg: &[u8]) -> io::Result<()>;
+}
+
+/// Writes records to a file (or any writer) in the CRI format.
+pub struct CriLogWriter<W: Write> {
+    pub out: W,
+}
+
+impl<W: Write> RecordSink for CriLogWriter<W> {
+    fn record(&mut self, stream: Stream, partial: bool, msg: &[u8]) -> io::Result<()> {
+        let mut line = Vec::with_capacity(msg.len() + 48);
+        line.extend_from_slice(rfc3339_nano(std::time::SystemTime::now()).as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(stream.as_str().as_bytes());
+        line.extend_from_slice(if partial { b" P " } else { b" F " });
+        line.extend_from_slice(msg);
+        line.push(b'\n');
+        // One write per record so concurrent stdout/stderr writers never interleave.
+        self.out.write_all(&line)
+    }
+}
+
+/// `2006-01-02T15:04:05.999999999Z` (UTC, trailing zeros of the fraction kept, as CRI-O does).
+pub fn rfc3339_nano(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<(Stream, bool, String)>);
+    impl RecordSink for Collect {
+        fn record(&mut self, s: Stream, p: bool, m: &[u8]) -> io::Result<()> {
+            self.0.push((s, p, String::from_utf8_lossy(m).into_owned()));
+            Ok(())
+        }
+    }
+
+    fn run(limit: usize, chunks: &[&str]) -> Vec<(bool, String)> {
+        let mut s = LineSplitter::with_limit(Stream::Stdout, limit);
+        let mut c = Collect::default();
+        for ch in chunks {
+            s.feed(ch.as_bytes(), &mut c).unwrap();
+        }
+        s.finish(&mut c).unwrap();
+        c.0.into_iter().map(|(_, p, m)| (p, m)).collect()
+    }
+
+    #[test]
+    fn lines_across_chunks() {
+        assert_eq!(
+            run(100, &["hel", "lo\nwor", "ld\n\n", "tail"]),
+            vec![
+                (false, "hello".into()),
+                (false, "world".into()),
+                (false, "".into()),
+                (false, "tail".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_split_with_partial_records() {
+        assert_eq!(
+            run(4, &["abcdefghij\n", "xy"]),
+            vec![
+                (true, "abcd".into()),
+                (true, "efgh".into()),
+                (false, "ij".into()),
+                (false, "xy".into())
+            ]
+        );
+        // A line of exactly the limit is one full record.
+        assert_eq!(run(4, &["abcd\n"]), vec![(false, "abcd".into())]);
+    }
+
+    #[test]
+    fn record_format() {
+        let mut w = CriLogWriter { out: Vec::new() };
+        w.record(Stream::Stderr, true, b"x y").unwrap();
+        let s = String::from_utf8(w.out).unwrap();
+        let parts: Vec<&str> = s.splitn(4, ' ').collect();
+        assert_eq!(parts[1..], ["stderr", "P", "x y\n"]);
+        assert_eq!(
+            parts[0].len(),
+            "2006-01-02T15:04:05.123456789Z".len(),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5);
+        assert_eq!(rfc3339_nano(t), "2023-11-14T22:13:20.000000005Z");
+        let leap = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339_nano(leap), "2000-02-29T00:00:00.000000000Z");
+    }
+}

@@ -1,0 +1,322 @@
+//! The per-container monitor: a small process of berth's own (`berthd monitor
+//! CONFIG`) that outlives the daemon. It creates the container with the OCI
+//! runtime, holds the container's stdio, writes the CRI log, reaps the
+//! container's init as a child subreaper, and records the exit status in a
+//! file where the daemon finds it — also after a daemon restart.
+//!
+//! ```text
+//!  daemon ──spawn──> monitor ──setsid, subreaper──> `crun create` (exits)
+//!     <── {"pid":N} ──┘   │                               │
+//!                         ├─ stdout/stderr pipes ─> CRI log file (SIGUSR1 reopens)
+//!                         └─ waitpid(init) ─> exit file (JSON, written atomically)
+//! ```
+//!
+//! The monitor uses plain threads and blocking calls: no async runtime, so it
+//! stays small (one per running container).
+
+pub mod exit;
+pub mod log;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+pub use exit::ExitStatus;
+use log::{CriLogWriter, LineSplitter, Stream};
+
+/// How long output is drained after the container's init exits (processes
+/// left in a shared PID namespace may hold the pipes open).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the daemon tells a monitor, as a JSON file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    /// The runtime's `--root` (its state directory).
+    pub runtime_root: PathBuf,
+    /// The runtime's own log (JSON lines), read for error messages.
+    pub runtime_log: PathBuf,
+    pub pid_file: PathBuf,
+    pub exit_file: PathBuf,
+    /// The CRI log file; `None` discards output.
+    pub log_path: Option<PathBuf>,
+    /// Files holding the cgroup's OOM-kill counter (v1 `memory.oom_control`,
+    /// v2 `memory.events`), read after the exit.
+    #[serde(default)]
+    pub oom_files: Vec<PathBuf>,
+}
+
+/// The monitor's one message to the daemon, on its stdout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    Pid(i32),
+    Error(String),
+}
+
+/// Entry point of `berthd monitor CONFIG`. Returns the process exit code.
+pub fn main(config_path: &Path) -> i32 {
+    let cfg: MonitorConfig = match std::fs::read(config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            report(&Ready::Error(format!(
+                "monitor: failed to read config {}: {e}",
+                config_path.display()
+            )));
+            return 1;
+        }
+    };
+    match run(&cfg) {
+        Ok(()) => 0,
+        Err(e) => {
+            report(&Ready::Error(e));
+            1
+        }
+    }
+}
+
+fn report(r: &Ready) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, r);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+fn run(cfg: &MonitorConfig) -> Result<(), String> {
+    // Our own session: the daemon's signals and exit do not reach us.
+    let _ = nix::unistd::setsid();
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("failed to become a child subreaper: {e}"))?;
+    // SIGUSR1 (reopen the log) is taken synchronously by one thread; block it
+    // before any thread starts so every thread inherits the mask.
+    let mut usr1 = SigSet::empty();
+    usr1.add(Signal::SIGUSR1);
+    usr1.thread_block()
+        .map_err(|e| format!("failed to block SIGUSR1: {e}"))?;
+
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let _ = std::fs::remove_file(&cfg.pid_file);
+    let status = Command::new(&cfg.runtime)
+        .arg("--root")
+        .arg(&cfg.runtime_root)
+        .arg("--log")
+        .arg(&cfg.runtime_log)
+        .arg("--log-format=json")
+        .arg("create")
+        .arg("--bundle")
+        .arg(&cfg.bundle)
+        .arg("--pid-file")
+        .arg(&cfg.pid_file)
+        .arg(&cfg.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .status()
+        .map_err(|e| format!("failed to run {}: {e}", cfg.runtime.display()))?;
+    // `Command` dropped its copies of the write ends; only the container holds them now.
+    if !status.success() {
+        return Err(format!(
+            "{} create failed ({status}): {}",
+            cfg.runtime.display(),
+            runtime_error(&cfg.runtime_log)
+        ));
+    }
+    let pid = std::fs::read_to_string(&cfg.pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .ok_or_else(|| format!("runtime wrote no pid to {}", cfg.pid_file.display()))?;
+
+    let writer = open_log(cfg.log_path.as_deref())?;
+    let writer = Arc::new(Mutex::new(writer));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+        let w = writer.clone();
+        let tx = done_tx.clone();
+        spawn_small(move || {
+            copy_output(File::from(fd), stream, &w);
+            let _ = tx.send(());
+        })?;
+    }
+    drop(done_tx);
+    {
+        let w = writer.clone();
+        let path = cfg.log_path.clone();
+        spawn_small(move || reopen_on_usr1(usr1, path, &w))?;
+    }
+
+    report(&Ready::Pid(pid));
+    detach_stdio();
+
+    let exit = reap(Pid::from_raw(pid));
+    // Give the output threads a bounded time to write what the container printed.
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    if let Ok(mut w) = writer.lock() {
+        if let Some(w) = w.as_mut() {
+            let _ = w.out.flush();
+        }
+    }
+    let oom_killed = exit.1 == Some(libc::SIGKILL) && oom_kills(&cfg.oom_files) > 0;
+    let status = ExitStatus::now(exit.0, exit.1, oom_killed);
+    status
+        .write(&cfg.exit_file)
+        .map_err(|e| format!("failed to write {}: {e}", cfg.exit_file.display()))?;
+    Ok(())
+}
+
+/// Reaps children until the container's init exits; returns (exit code, signal).
+fn reap(init: Pid) -> (i32, Option<i32>) {
+    loop {
+        match waitpid(None::<Pid>, None) {
+            Ok(WaitStatus::Exited(p, code)) if p == init => return (code, None),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
+                return (128 + sig as i32, Some(sig as i32))
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // No children left: the init was reaped elsewhere; its status is lost.
+            Err(_) => return (255, None),
+        }
+    }
+}
+
+fn copy_output(mut src: File, stream: Stream, w: &Mutex<Option<CriLogWriter<File>>>) {
+    let mut split = LineSplitter::new(stream);
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut sink = Sink(w);
+    loop {
+        match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = split.feed(&buf[..n], &mut sink);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let _ = split.finish(&mut sink);
+}
+
+/// Records go to the current log file (swapped on reopen).
+struct Sink<'a>(&'a Mutex<Option<CriLogWriter<File>>>);
+
+impl log::RecordSink for Sink<'_> {
+    fn record(&mut self, stream: Stream, partial: bool, msg: &[u8]) -> std::io::Result<()> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_mut() {
+            Some(w) => w.record(stream, partial, msg),
+            None => Ok(()),
+        }
+    }
+}
+
+fn reopen_on_usr1(set: SigSet, path: Option<PathBuf>, w: &Mutex<Option<CriLogWriter<File>>>) {
+    while set.wait().is_ok() {
+        if let Ok(new) = open_log(path.as_deref()) {
+            *w.lock().unwrap_or_else(|p| p.into_inner()) = new;
+        }
+    }
+}
+
+fn open_log(path: Option<&Path>) -> Result<Option<CriLogWriter<File>>, String> {
+    let Some(p) = path else { return Ok(None) };
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    }
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| format!("failed to open log {}: {e}", p.display()))?;
+    Ok(Some(CriLogWriter { out: f }))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("failed to create a pipe: {e}"))
+}
+
+fn spawn_small(f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| format!("failed to start a thread: {e}"))
+}
+
+/// Points stdin/stdout/stderr at /dev/null once the daemon has its answer, so
+/// the daemon's pipe closes and nothing blocks on it later.
+fn detach_stdio() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for target in 0..=2 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), target);
+        }
+    }
+}
+
+/// The last error message in the runtime's JSON log.
+pub fn runtime_error(log: &Path) -> String {
+    let Ok(f) = File::open(log) else {
+        return "no runtime log".into();
+    };
+    let mut last = String::new();
+    for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+        #[derive(Deserialize)]
+        struct L {
+            #[serde(default)]
+            msg: String,
+            #[serde(default)]
+            level: String,
+        }
+        match serde_json::from_str::<L>(&line) {
+            Ok(l) if l.level == "error" || l.level.is_empty() => last = l.msg,
+            Ok(_) => {}
+            Err(_) => last = line,
+        }
+    }
+    if last.is_empty() {
+        "the runtime logged no error".into()
+    } else {
+        last
+    }
+}
+
+/// The cgroup's OOM-kill count (0 when unknown).
+fn oom_kills(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                })
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0)
+}

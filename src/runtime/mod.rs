@@ -1,0 +1,28 @@
+//! runtime: turning a CRI container request into an OCI runtime spec.
+//!
+//! [`build_spec`] is the entry point. It is a pure function of its
+//! [`SpecInputs`] except for three reads: the image's `/etc/passwd` and
+//! `/etc/group` (resolved inside the rootfs), a Localhost seccomp profile, and
+//! the host's device nodes through [`HostDevices`]. Nothing here spawns a
+//! process or mounts anything; the engine does that with the spec it gets.
+//!
+//! One file per concern: `process` (argv, env, cwd), `user`, `mounts`,
+//! `devices`, `namespaces`, `resources`, `caps`, `seccomp`, `security`
+//! (AppArmor, masked paths), and `spec`, which puts them together.
+
+pub mod caps;
+pub mod devices;
+mod error;
+pub mod mounts;
+mod namespaces;
+pub mod process;
+mod resources;
+pub mod seccomp;
+pub mod security;
+pub mod spec;
+pub mod user;
+
+pub use devices::{DeviceKind, HostDevFs, HostDevice, HostDevices};
+pub use error::{SpecError, SpecErrorKind};
+pub use mounts::SandboxFiles;
+pub use spec::{build_spec, SpecInputs};

@@ -1,0 +1,94 @@
+//! Layer storage: unpacking OCI image layers into snapshot directories that
+//! overlayfs stacks as lower layers.
+//!
+//! On disk, under the store root (mode 0700, so host users cannot reach the
+//! set-id binaries that images ship):
+//!
+//! ```text
+//! <root>/<chain id>/fs          the unpacked layer, whiteouts in overlay form
+//! <root>/<chain id>/info.json   its SnapshotInfo
+//! <root>/.tmp-*                 unpacks and removals in flight
+//! ```
+//!
+//! A snapshot appears by renaming a finished temp directory into place, and
+//! disappears by renaming it back to a temp name before deleting it, so a
+//! crash never leaves a half-made `<chain id>`; `SnapshotStore::open` sweeps
+//! the temp directories a crash leaves behind.
+
+pub mod compression;
+mod resolve;
+pub mod snapshot;
+#[cfg(test)]
+mod testutil;
+mod tree;
+pub mod unpack;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use compression::{decompressor, Compression};
+pub use snapshot::{SnapshotInfo, SnapshotStore, Usage};
+pub use unpack::{unpack_layer, UnpackError};
+
+/// Broad classes of [`StorageError`], for mapping to wire status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A bad key, or a layer that is corrupt, truncated or hostile.
+    InvalidArgument,
+    /// The snapshot or the layer blob does not exist.
+    NotFound,
+    /// The host failed: I/O, permissions, disk full.
+    Internal,
+}
+
+/// Errors from the snapshot store. Messages include their cause, so a bare
+/// `{}` names the offending tar entry; `source()` still exposes the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid snapshot key {key:?}: want 64 lowercase hex characters")]
+    InvalidKey { key: String },
+    #[error("snapshot {key} does not exist")]
+    NotFound { key: String },
+    #[error("failed to open layer blob {path:?}: {source}")]
+    OpenBlob {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to unpack layer {blob:?} into snapshot {key}: {source}")]
+    Unpack {
+        key: String,
+        blob: PathBuf,
+        #[source]
+        source: UnpackError,
+    },
+    #[error("failed to {op} {path:?}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StorageError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::InvalidKey { .. } => ErrorKind::InvalidArgument,
+            StorageError::NotFound { .. } => ErrorKind::NotFound,
+            StorageError::OpenBlob { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            StorageError::Unpack { source, .. } if source.is_malformed() => {
+                ErrorKind::InvalidArgument
+            }
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| StorageError::Io { op, path, source }
+    }
+}
