@@ -1,6 +1,7 @@
 //! berth: a Kubernetes CRI runtime that also speaks the Docker Engine API.
 #![deny(unsafe_code)]
 
+pub mod cgroups;
 pub mod config;
 pub mod cri;
 pub mod daemon;
@@ -9,5 +10,6 @@ pub mod image;
 pub mod metrics;
 pub mod monitor;
 pub mod runtime;
+pub mod sandbox;
 pub mod storage;
 pub mod store;

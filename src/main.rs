@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         },
         // The per-container monitor: no tracing, no async runtime.
         ["monitor", file] => ExitCode::from(berth::monitor::main(&PathBuf::from(file)) as u8),
+        // Namespace pinning and the pod infra process: fresh, single-threaded.
+        ["ns-pin", rest @ ..] => ExitCode::from(berth::sandbox::ns_pin_main(rest) as u8),
+        ["pause"] => ExitCode::from(berth::sandbox::pause_main() as u8),
         [] => run(Config::default()),
         ["--config", file] | ["-c", file] => match Config::load(&PathBuf::from(file)) {
             Ok(c) => run(c),

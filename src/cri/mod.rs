@@ -1,6 +1,7 @@
 //! The CRI v1 front door: thin gRPC services over the engine.
 
 pub mod authority;
+pub mod convert;
 pub mod image;
 pub mod runtime;
 
@@ -30,7 +31,14 @@ pub fn router(engine: Arc<Engine>) -> tonic::service::Routes {
 
 /// Maps an image error onto a gRPC status, logging it once with its cause chain.
 pub fn image_status(op: &str, e: crate::image::Error) -> Status {
-    let code = match e.kind() {
+    let code = image_code(&e);
+    let msg = format!("{op}: {}", chain(&e));
+    warn!(code = ?code, "{msg}");
+    Status::new(code, msg)
+}
+
+fn image_code(e: &crate::image::Error) -> Code {
+    match e.kind() {
         Kind::NotFound => Code::NotFound,
         Kind::InvalidArgument => Code::InvalidArgument,
         Kind::Unauthenticated => Code::Unauthenticated,
@@ -38,6 +46,19 @@ pub fn image_status(op: &str, e: crate::image::Error) -> Status {
         Kind::BadContent => Code::FailedPrecondition,
         Kind::Unavailable => Code::Unavailable,
         Kind::Internal => Code::Internal,
+    }
+}
+
+/// Maps an engine error onto a gRPC status, logging it once.
+pub fn engine_status(op: &str, e: crate::engine::Error) -> Status {
+    use crate::engine::Error as E;
+    let code = match &e {
+        E::NotFound(_) => Code::NotFound,
+        E::InvalidArgument(_) | E::Spec(_) => Code::InvalidArgument,
+        E::FailedPrecondition(_) => Code::FailedPrecondition,
+        E::AlreadyExists(_) => Code::AlreadyExists,
+        E::Image(i) => image_code(i),
+        E::Runtime { .. } | E::Internal(_) | E::Store(_) => Code::Internal,
     };
     let msg = format!("{op}: {}", chain(&e));
     warn!(code = ?code, "{msg}");

@@ -1,6 +1,6 @@
-//! CRI RuntimeService. `Version` and `Status` answer; the pod and container
-//! lifecycle is not built yet, and every such call says so with UNIMPLEMENTED
-//! rather than pretending to succeed.
+//! CRI RuntimeService: thin translation onto the engine. Calls not built yet
+//! (streaming, stats, resource updates, log reopening, events, checkpoints)
+//! answer UNIMPLEMENTED rather than pretending to succeed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +11,10 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use std::collections::HashMap;
+
+use super::convert;
+use super::engine_status;
 use crate::engine::Engine;
 
 /// The name berth reports as its runtime.
@@ -26,6 +30,42 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(engine: Arc<Engine>) -> Self {
         Runtime { engine }
+    }
+
+    /// Resolves a full or unique-prefix pod id.
+    fn pod_id(&self, id: &str) -> Result<String, Status> {
+        let pods = self
+            .engine
+            .pods()
+            .map_err(|e| engine_status("failed to list pod sandboxes", e))?;
+        unique(id, pods.iter().map(|p| p.id.as_str()), "pod sandbox")
+    }
+
+    /// Resolves a full or unique-prefix container id.
+    fn container_id(&self, id: &str) -> Result<String, Status> {
+        let list = self
+            .engine
+            .store
+            .list::<crate::engine::records::ContainerRecord>(crate::engine::CONTAINERS)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        unique(id, list.iter().map(|(k, _)| k.as_str()), "container")
+    }
+}
+
+fn unique<'a>(id: &str, ids: impl Iterator<Item = &'a str>, what: &str) -> Result<String, Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument(format!("a {what} id is required")));
+    }
+    let hits: Vec<&str> = ids.filter(|c| c.starts_with(id)).collect();
+    match hits.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(Status::not_found(format!("{what} {id} not found"))),
+        _ => match hits.iter().find(|h| **h == id) {
+            Some(exact) => Ok(exact.to_string()),
+            None => Err(Status::invalid_argument(format!(
+                "{what} id prefix {id} is ambiguous"
+            ))),
+        },
     }
 }
 
@@ -72,21 +112,22 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<cri::StatusRequest>,
     ) -> Result<Response<cri::StatusResponse>, Status> {
+        let problem = self.engine.runtime_problem();
         let conditions = vec![
             cri::RuntimeCondition {
                 r#type: "RuntimeReady".into(),
-                status: false,
-                reason: "PodLifecycleNotImplemented".into(),
-                message: "berth serves the CRI ImageService; pod sandboxes and containers are not implemented yet".into(),
+                status: problem.is_none(),
+                reason: if problem.is_some() { "CgroupLayoutUnusable".into() } else { String::new() },
+                message: problem.unwrap_or_default(),
             },
             cri::RuntimeCondition {
                 r#type: "NetworkReady".into(),
                 status: false,
                 reason: "NetworkPluginNotReady".into(),
-                message: "CNI networking is not implemented yet".into(),
+                message: "CNI networking is not implemented yet; pods get a network namespace with loopback only".into(),
             },
         ];
-        let mut info = std::collections::HashMap::new();
+        let mut info = HashMap::new();
         if req.into_inner().verbose {
             let c = &self.engine.config;
             let v = serde_json::json!({
@@ -106,6 +147,236 @@ impl RuntimeService for Runtime {
         }))
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<cri::RunPodSandboxRequest>,
+    ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+        let req = req.into_inner();
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("a pod sandbox config is required"))?;
+        let id = self
+            .engine
+            .run_pod_sandbox(config, &req.runtime_handler)
+            .await
+            .map_err(|e| engine_status("failed to run pod sandbox", e))?;
+        Ok(Response::new(cri::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<cri::StopPodSandboxRequest>,
+    ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+        let id = self.pod_id(&req.into_inner().pod_sandbox_id)?;
+        self.engine
+            .stop_pod_sandbox(&id)
+            .await
+            .map_err(|e| engine_status(&format!("failed to stop pod sandbox {id}"), e))?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<cri::RemovePodSandboxRequest>,
+    ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+        let id = self.pod_id(&req.into_inner().pod_sandbox_id)?;
+        self.engine
+            .remove_pod_sandbox(&id)
+            .await
+            .map_err(|e| engine_status(&format!("failed to remove pod sandbox {id}"), e))?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<cri::PodSandboxStatusRequest>,
+    ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.pod_id(&req.pod_sandbox_id)?;
+        let pod = self
+            .engine
+            .pod(&id)
+            .map_err(|e| engine_status("failed to get pod sandbox status", e))?;
+        let mut info = HashMap::new();
+        if req.verbose {
+            info.insert(
+                "info".to_string(),
+                serde_json::json!({"record": pod}).to_string(),
+            );
+        }
+        Ok(Response::new(cri::PodSandboxStatusResponse {
+            status: Some(convert::pod_status(&pod)),
+            info,
+            containers_statuses: vec![],
+            timestamp: 0,
+        }))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<cri::ListPodSandboxRequest>,
+    ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+        let filter = req.into_inner().filter;
+        let pods = self
+            .engine
+            .pods()
+            .map_err(|e| engine_status("failed to list pod sandboxes", e))?;
+        let items = pods
+            .iter()
+            .filter(|p| convert::pod_matches(p, filter.as_ref()))
+            .map(convert::pod)
+            .collect();
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
+    }
+
+    async fn create_container(
+        &self,
+        req: Request<cri::CreateContainerRequest>,
+    ) -> Result<Response<cri::CreateContainerResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.pod_id(&req.pod_sandbox_id)?;
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("a container config is required"))?;
+        let cid = self
+            .engine
+            .create_container(&id, config)
+            .await
+            .map_err(|e| engine_status(&format!("failed to create container in pod {id}"), e))?;
+        Ok(Response::new(cri::CreateContainerResponse {
+            container_id: cid,
+        }))
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<cri::StartContainerRequest>,
+    ) -> Result<Response<cri::StartContainerResponse>, Status> {
+        let id = self.container_id(&req.into_inner().container_id)?;
+        self.engine
+            .start_container(&id)
+            .await
+            .map_err(|e| engine_status(&format!("failed to start container {id}"), e))?;
+        Ok(Response::new(cri::StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<cri::StopContainerRequest>,
+    ) -> Result<Response<cri::StopContainerResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.container_id(&req.container_id)?;
+        let timeout = std::time::Duration::from_secs(req.timeout.max(0) as u64);
+        self.engine
+            .stop_container(&id, timeout)
+            .await
+            .map_err(|e| engine_status(&format!("failed to stop container {id}"), e))?;
+        Ok(Response::new(cri::StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<cri::RemoveContainerRequest>,
+    ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+        let req = req.into_inner();
+        let id = match self.container_id(&req.container_id) {
+            Ok(id) => id,
+            // Removing a container that is already gone succeeds.
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Ok(Response::new(cri::RemoveContainerResponse {}))
+            }
+            Err(s) => return Err(s),
+        };
+        self.engine
+            .remove_container(&id)
+            .await
+            .map_err(|e| engine_status(&format!("failed to remove container {id}"), e))?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<cri::ListContainersRequest>,
+    ) -> Result<Response<cri::ListContainersResponse>, Status> {
+        let filter = req.into_inner().filter;
+        let list = self
+            .engine
+            .containers()
+            .map_err(|e| engine_status("failed to list containers", e))?;
+        let containers = list
+            .iter()
+            .filter(|c| convert::container_matches(c, filter.as_ref()))
+            .map(convert::container)
+            .collect();
+        Ok(Response::new(cri::ListContainersResponse { containers }))
+    }
+
+    async fn container_status(
+        &self,
+        req: Request<cri::ContainerStatusRequest>,
+    ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.container_id(&req.container_id)?;
+        let rec = self
+            .engine
+            .refreshed(&id)
+            .map_err(|e| engine_status("failed to get container status", e))?
+            .ok_or_else(|| Status::not_found(format!("container {id} not found")))?;
+        let mut info = HashMap::new();
+        if req.verbose {
+            info.insert(
+                "info".to_string(),
+                serde_json::json!({"record": rec}).to_string(),
+            );
+        }
+        Ok(Response::new(cri::ContainerStatusResponse {
+            status: Some(convert::container_status(&rec)),
+            info,
+        }))
+    }
+
+    async fn exec_sync(
+        &self,
+        req: Request<cri::ExecSyncRequest>,
+    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.container_id(&req.container_id)?;
+        let timeout = (req.timeout > 0).then(|| std::time::Duration::from_secs(req.timeout as u64));
+        let out = self
+            .engine
+            .exec_sync(&id, req.cmd, timeout)
+            .await
+            .map_err(|e| engine_status(&format!("failed to exec in container {id}"), e))?;
+        if out.timed_out {
+            return Err(Status::deadline_exceeded(format!(
+                "command in container {id} timed out after {}s",
+                req.timeout
+            )));
+        }
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        }))
+    }
+
+    async fn runtime_config(
+        &self,
+        _req: Request<cri::RuntimeConfigRequest>,
+    ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
+        let driver = match self.engine.config.runtime.cgroup_driver {
+            crate::config::CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
+            crate::config::CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+        };
+        Ok(Response::new(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: driver as i32,
+            }),
+        }))
+    }
+
     type GetContainerEventsStream =
         Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send + 'static>>;
 
@@ -119,20 +390,8 @@ impl RuntimeService for Runtime {
     }
 
     unimplemented_rpcs! {
-        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse;
-        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse;
-        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse;
-        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse;
-        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse;
-        create_container(CreateContainerRequest) -> CreateContainerResponse;
-        start_container(StartContainerRequest) -> StartContainerResponse;
-        stop_container(StopContainerRequest) -> StopContainerResponse;
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse;
-        list_containers(ListContainersRequest) -> ListContainersResponse;
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse;
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
         reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;
@@ -144,6 +403,5 @@ impl RuntimeService for Runtime {
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
-        runtime_config(RuntimeConfigRequest) -> RuntimeConfigResponse;
     }
 }

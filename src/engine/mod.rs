@@ -1,13 +1,94 @@
-//! The engine owns the model — images now; pods and containers as they land —
-//! and is the only place that changes state. The CRI and Docker front doors call it.
+//! The engine owns the model — images, pod sandboxes, containers — and is the
+//! only place that changes state. The CRI and Docker front doors call it.
+//!
+//! Start-up (as containerd does it): open the stores, reconcile the records
+//! with what is really running, collect unreferenced content; only then are
+//! the sockets opened.
 
+pub mod container;
+pub mod oci;
+pub mod pod;
+pub mod records;
+pub mod rootfs;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::image::pull::KeyedLocks;
 use crate::image::{self, ImageService};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+pub use crate::store::{CONTAINERS, PODS};
+use oci_spec::runtime::Capabilities;
+
+/// Errors of engine operations, classed for the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("failed to {what}: {message}")]
+    Runtime { what: String, message: String },
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Image(#[from] Box<image::Error>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid container spec: {0}")]
+    Spec(#[from] Box<crate::runtime::SpecError>),
+}
+
+impl From<image::Error> for Error {
+    fn from(e: image::Error) -> Self {
+        Error::Image(Box::new(e))
+    }
+}
+
+impl From<crate::runtime::SpecError> for Error {
+    fn from(e: crate::runtime::SpecError) -> Self {
+        Error::Spec(Box::new(e))
+    }
+}
+
+impl Error {
+    pub(crate) fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
+}
+
+/// Facts about the host that shape container specs.
+pub struct HostFacts {
+    pub capabilities: Capabilities,
+    /// berthd's own oom_score_adj: without CAP_SYS_RESOURCE nothing lower can be set.
+    pub min_oom_score_adj: i32,
+    pub swap_accounting: bool,
+}
+
+impl HostFacts {
+    fn detect() -> Self {
+        let capabilities = crate::runtime::caps::current_bounding_set().unwrap_or_default();
+        let min_oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let swap_accounting =
+            std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+        HostFacts {
+            capabilities,
+            min_oom_score_adj,
+            swap_accounting,
+        }
+    }
+}
 
 /// Errors while bringing the engine up.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +100,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     #[error(transparent)]
     Image(#[from] image::Error),
 }
@@ -29,6 +110,12 @@ pub struct Engine {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     pub images: ImageService,
+    pub host: HostFacts,
+    /// The host's cgroup hierarchies, read at start-up.
+    pub cgroups: Result<crate::cgroups::Hierarchy, crate::cgroups::CgroupError>,
+    runtimes: BTreeMap<String, oci::OciRuntime>,
+    /// One mutation at a time per pod or container id.
+    locks: KeyedLocks,
 }
 
 impl Engine {
@@ -44,16 +131,74 @@ impl Engine {
         let store = Arc::new(Store::open(&config.root.join("metadata.redb"))?);
         let images = ImageService::open(config.clone(), store.clone())?;
         let gc = images.gc().await?;
+        let runtimes = config
+            .runtime
+            .handlers
+            .iter()
+            .map(|(name, h)| {
+                let rt = oci::OciRuntime {
+                    binary: h.path.clone(),
+                    root: config.state.join("runtime").join(name),
+                };
+                (name.clone(), rt)
+            })
+            .collect();
+        let engine = Engine {
+            config,
+            store,
+            images,
+            host: HostFacts::detect(),
+            cgroups: crate::cgroups::detect(),
+            runtimes,
+            locks: KeyedLocks::default(),
+        };
+        if let Some(p) = engine.runtime_problem() {
+            warn!("containers cannot run on this host: {p}");
+        }
+        let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
+            warn!(error = %e, "failed to reconcile containers");
+            0
+        });
         info!(
-            images = images.list()?.len(),
+            images = engine.images.list()?.len(),
+            containers,
             stale_blobs = gc.blobs,
             stale_snapshots = gc.snapshots,
             "engine recovered"
         );
-        Ok(Engine {
-            config,
-            store,
-            images,
-        })
+        Ok(engine)
+    }
+
+    /// The OCI runtime of a handler ("" = the default).
+    pub fn oci(&self, handler: &str) -> Result<&oci::OciRuntime, Error> {
+        let name = if handler.is_empty() {
+            self.config.runtime.default_handler.as_str()
+        } else {
+            handler
+        };
+        self.runtimes
+            .get(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown runtime handler {name:?}")))
+    }
+
+    /// `linux.cgroupsPath` for a container under a pod's cgroup parent.
+    pub fn cgroups_path(&self, parent: &str, id: &str) -> String {
+        crate::cgroups::container_path(self.config.runtime.cgroup_driver, parent, id)
+    }
+
+    /// Files holding the cgroup's OOM-kill counter.
+    pub fn oom_files(&self, cgroups_path: &str) -> Vec<PathBuf> {
+        self.cgroups
+            .as_ref()
+            .map(|h| h.oom_files(cgroups_path))
+            .unwrap_or_default()
+    }
+
+    /// Why containers cannot run on this host, if they cannot.
+    pub fn runtime_problem(&self) -> Option<String> {
+        match &self.cgroups {
+            Ok(h) => h.problem(),
+            Err(e) => Some(format!("failed to read the cgroup layout: {e}")),
+        }
     }
 }

@@ -10,7 +10,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Tables the daemon uses; each maps a string key to a JSON record.
-pub const TABLES: &[&str] = &[IMAGES, IMAGE_REFS];
+pub const TABLES: &[&str] = &[IMAGES, IMAGE_REFS, PODS, CONTAINERS];
+/// pod sandbox id → pod record
+pub const PODS: &str = "pods";
+/// container id → container record
+pub const CONTAINERS: &str = "containers";
 /// image id (`sha256:<config digest>`) → image record
 pub const IMAGES: &str = "images";
 /// `name:tag` or `name@digest` → image id

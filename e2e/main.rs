@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `berthd` binary, driven over its real unix
+//! socket by a real tonic CRI client, pulling images that the tests build
+//! from the host's busybox and serve from a real registry on 127.0.0.1.
+//! Must run as root.
+
+mod daemon_basics;
+mod harness;
+mod images;
+mod support;

@@ -1,0 +1,253 @@
+//! A real `berthd` in a temp dir, reached over its CRI unix socket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::VersionRequest;
+use nix::sys::signal::Signal;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::{log_file_pair, read_text, short_tempdir, ChildGuard};
+
+/// The daemon binary cargo built for this test or benchmark.
+pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
+
+/// How long start-up may take before the harness gives up (debug builds).
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// A running `berthd` with its own root, state and sockets; killed on drop.
+pub struct Berthd {
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<ChildGuard>,
+    // Dropped last, after the process is gone.
+    dir: tempfile::TempDir,
+}
+
+/// The YAML config for a daemon living in `dir`, plus caller YAML (`extra`,
+/// e.g. a `registries:` section).
+pub fn config_yaml(dir: &Path, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        "root: {d}/root\n\
+         state: {d}/state\n\
+         cri:\n  socket: {d}/state/berth.sock\n  streaming_address: \"127.0.0.1:0\"\n\
+         docker:\n  socket: {d}/state/docker.sock\n\
+         metrics:\n  address: \"127.0.0.1:0\"\n\
+         {extra}"
+    )
+}
+
+impl Berthd {
+    /// Starts a daemon with the standard config plus `extra` YAML and waits
+    /// until its CRI socket answers `Version`.
+    pub async fn start(extra: &str) -> Berthd {
+        let dir = short_tempdir("bd");
+        let config = dir.path().join("berth.yaml");
+        std::fs::write(&config, config_yaml(dir.path(), extra)).expect("write berthd config");
+        let mut d = Berthd {
+            config,
+            log: dir.path().join("berthd.log"),
+            child: None,
+            dir,
+        };
+        d.spawn_and_wait().await;
+        d
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let (out, err) = log_file_pair(&self.log);
+        let child = Command::new(BERTHD)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(ChildGuard::new(child));
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(ChildGuard::try_wait) {
+                panic!(
+                    "berthd exited during start-up ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            if self.socket().exists() {
+                if let Ok(mut rt) = self.try_runtime_client().await {
+                    let req = VersionRequest {
+                        version: "v1".into(),
+                    };
+                    if rt.version(req).await.is_ok() {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                start.elapsed() < START_LIMIT,
+                "berthd did not answer Version; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The temp dir holding config, root, state and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `root:` — persistent state (blobs, snapshots, metadata).
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// `state:` — runtime state.
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The CRI socket.
+    pub fn socket(&self) -> PathBuf {
+        self.state().join("berth.sock")
+    }
+
+    /// The Docker API socket.
+    pub fn docker_socket(&self) -> PathBuf {
+        self.state().join("docker.sock")
+    }
+
+    /// The config file this daemon was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The daemon's pid (panics when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("berthd running").pid()
+    }
+
+    /// Everything the daemon wrote to stdout and stderr, across restarts.
+    pub fn log(&self) -> String {
+        read_text(&self.log)
+    }
+
+    /// `<root>/blobs/sha256/<hex>` for a `sha256:<hex>` digest.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root().join("blobs/sha256").join(super::hex_of(digest))
+    }
+
+    /// `<root>/snapshots/<chain-id hex>`.
+    pub fn snapshot_dir(&self, chain_id: &str) -> PathBuf {
+        self.root().join("snapshots").join(super::hex_of(chain_id))
+    }
+
+    /// Names of the entries under `<root>/snapshots` (empty if missing).
+    pub fn snapshot_entries(&self) -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(self.root().join("snapshots"))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        let path = self.socket();
+        Endpoint::from_static("http://[::]:50051")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+    }
+
+    async fn try_runtime_client(
+        &self,
+    ) -> Result<RuntimeServiceClient<Channel>, tonic::transport::Error> {
+        Ok(RuntimeServiceClient::new(self.channel().await?))
+    }
+
+    /// A CRI ImageService client over the unix socket.
+    pub async fn image_client(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.channel().await.expect("connect to CRI socket"))
+            .max_decoding_message_size(64 << 20)
+    }
+
+    /// A CRI RuntimeService client over the unix socket.
+    pub async fn runtime_client(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel().await.expect("connect to CRI socket"))
+            .max_decoding_message_size(64 << 20)
+    }
+
+    /// SIGKILL the daemon and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
+    /// SIGTERM, then wait (up to 60 s) for the daemon to exit; panics if it
+    /// does not. Returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("berthd running");
+        child.signal(Signal::SIGTERM);
+        match child.wait_timeout(Duration::from_secs(60)) {
+            Some(status) => status,
+            None => panic!("berthd ignored SIGTERM for 60 s; log:\n{}", self.log()),
+        }
+    }
+
+    /// Starts the daemon again with the same config, root and state; stops
+    /// it first (SIGTERM) if it is still running.
+    pub async fn restart(&mut self) {
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(status.success(), "berthd exit on SIGTERM: {status}");
+        }
+        self.spawn_and_wait().await;
+    }
+
+    /// Whether the daemon process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().is_none(),
+            None => false,
+        }
+    }
+}
+
+/// Runs `berthd --config <config>` to completion (for start-up failures):
+/// returns the exit status, or `None` if it was still running after
+/// `limit` (then it is killed), and its stderr.
+pub fn run_to_exit(config: &str, limit: Duration) -> (Option<ExitStatus>, String) {
+    let dir = short_tempdir("bx");
+    let path = dir.path().join("berth.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let err_path = dir.path().join("stderr.log");
+    let err = std::fs::File::create(&err_path).expect("create stderr log");
+    let child = Command::new(BERTHD)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("spawn berthd");
+    let mut guard = ChildGuard::new(child);
+    let status = guard.wait_timeout(limit);
+    drop(guard);
+    (status, read_text(&err_path))
+}

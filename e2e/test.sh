@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The one command that sets up a fresh Debian 12 machine and runs berth's
+# whole test suite, as root:
+#   format, lint, unit + end-to-end tests (+ the benchmark's smoke run),
+#   then the Helm chart tests when present.
+# Every step runs even if an earlier one failed; the exit status is non-zero
+# if any failed, and the failed steps are listed at the end.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "e2e/test.sh: must run as root (the end-to-end tests mount, unpack as other owners and set xattrs)" >&2
+    exit 1
+fi
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# --- packages -------------------------------------------------------------
+packages=(
+    crun runc containernetworking-plugins iptables busybox-static docker-registry
+    skopeo protobuf-compiler zstd apache2-utils tar prometheus
+    build-essential pkg-config ca-certificates curl
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# --- Rust toolchain --------------------------------------------------------
+if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+if ! command -v cargo >/dev/null; then
+    log "installing rustup (stable, minimal + rustfmt + clippy)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --profile minimal -c rustfmt -c clippy
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$component"
+    fi
+done
+cargo --version
+
+# --- cgroups ---------------------------------------------------------------
+# On a hybrid host (tmpfs at /sys/fs/cgroup, v1 controllers plus a v2
+# hierarchy) hugetlb may sit on the v2 side, and crun/runc then refuse any
+# container with a cgroup path. Mounting it as a v1 hierarchy fixes that.
+if [ "$(stat -fc %T /sys/fs/cgroup)" = tmpfs ] &&
+    awk '$1 == "hugetlb" && $4 == 1 { found = 1 } END { exit !found }' /proc/cgroups &&
+    ! awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ { found = 1 } END { exit !found }' /proc/mounts; then
+    log "mounting the hugetlb controller as a cgroup v1 hierarchy"
+    mkdir -p /sys/fs/cgroup/hugetlb
+    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb ||
+        echo "warning: could not mount hugetlb as cgroup v1; container tests may fail" >&2
+fi
+
+# --- checks ----------------------------------------------------------------
+failed=()
+step() {
+    log "$*"
+    if ! "$@"; then
+        failed+=("$*")
+    fi
+}
+
+step cargo fmt --check
+step cargo clippy --all-targets -- -D warnings
+step cargo test --all-targets
+if [ -f charts/berth/tests/run.sh ]; then
+    step bash charts/berth/tests/run.sh
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+    printf '\nFAILED steps:\n' >&2
+    printf '  %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+printf '\nall steps passed\n'

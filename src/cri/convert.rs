@@ -1,0 +1,131 @@
+//! Engine records → CRI messages, and CRI list filters.
+
+use k8s_cri::v1 as cri;
+
+use crate::engine::records::{ContainerRecord, ContainerState, PodRecord, PodState};
+
+fn pod_state(s: PodState) -> i32 {
+    match s {
+        PodState::Ready => cri::PodSandboxState::SandboxReady as i32,
+        PodState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+fn container_state(s: ContainerState) -> i32 {
+    match s {
+        ContainerState::Created => cri::ContainerState::ContainerCreated as i32,
+        ContainerState::Running => cri::ContainerState::ContainerRunning as i32,
+        ContainerState::Exited => cri::ContainerState::ContainerExited as i32,
+    }
+}
+
+/// A pod in `ListPodSandbox`.
+pub fn pod(p: &PodRecord) -> cri::PodSandbox {
+    cri::PodSandbox {
+        id: p.id.clone(),
+        metadata: p.config.metadata.clone(),
+        state: pod_state(p.state),
+        created_at: p.created_at,
+        labels: p.config.labels.clone(),
+        annotations: p.config.annotations.clone(),
+        runtime_handler: p.runtime_handler.clone(),
+    }
+}
+
+/// `PodSandboxStatus`.
+pub fn pod_status(p: &PodRecord) -> cri::PodSandboxStatus {
+    let options = p
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone());
+    cri::PodSandboxStatus {
+        id: p.id.clone(),
+        metadata: p.config.metadata.clone(),
+        state: pod_state(p.state),
+        created_at: p.created_at,
+        network: Some(cri::PodSandboxNetworkStatus {
+            ip: String::new(),
+            additional_ips: vec![],
+        }),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace { options }),
+        }),
+        labels: p.config.labels.clone(),
+        annotations: p.config.annotations.clone(),
+        runtime_handler: p.runtime_handler.clone(),
+    }
+}
+
+fn labels_match(
+    labels: &std::collections::HashMap<String, String>,
+    sel: &std::collections::HashMap<String, String>,
+) -> bool {
+    sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Whether a pod passes a `ListPodSandbox` filter.
+pub fn pod_matches(p: &PodRecord, f: Option<&cri::PodSandboxFilter>) -> bool {
+    let Some(f) = f else { return true };
+    (f.id.is_empty() || p.id.starts_with(&f.id))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == pod_state(p.state))
+        && labels_match(&p.config.labels, &f.label_selector)
+}
+
+/// A container in `ListContainers`.
+pub fn container(c: &ContainerRecord) -> cri::Container {
+    cri::Container {
+        id: c.id.clone(),
+        pod_sandbox_id: c.pod_id.clone(),
+        metadata: c.config.metadata.clone(),
+        image: c.config.image.clone(),
+        image_ref: c.image_id.clone(),
+        image_id: c.image_id.clone(),
+        state: container_state(c.state),
+        created_at: c.created_at,
+        labels: c.config.labels.clone(),
+        annotations: c.config.annotations.clone(),
+    }
+}
+
+/// Whether a container passes a `ListContainers` filter.
+pub fn container_matches(c: &ContainerRecord, f: Option<&cri::ContainerFilter>) -> bool {
+    let Some(f) = f else { return true };
+    (f.id.is_empty() || c.id.starts_with(&f.id))
+        && (f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == container_state(c.state))
+        && labels_match(&c.config.labels, &f.label_selector)
+}
+
+/// `ContainerStatus`.
+pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
+    cri::ContainerStatus {
+        id: c.id.clone(),
+        metadata: c.config.metadata.clone(),
+        state: container_state(c.state),
+        created_at: c.created_at,
+        started_at: c.started_at,
+        finished_at: c.finished_at,
+        exit_code: c.exit_code,
+        image: c.config.image.clone(),
+        image_ref: c.image_id.clone(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        labels: c.config.labels.clone(),
+        annotations: c.config.annotations.clone(),
+        mounts: c.config.mounts.clone(),
+        log_path: c
+            .log_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        resources: None,
+        image_id: c.image_id.clone(),
+        user: None,
+    }
+}

@@ -1,0 +1,489 @@
+//! Container life cycle: create (rootfs + spec + monitor), start, stop,
+//! remove, exec, and reconciling a record with what really happened.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_cri::v1::ContainerConfig;
+use tokio::io::AsyncBufReadExt;
+use tracing::{info, warn};
+
+use super::records::{new_id, now_nanos, ContainerRecord, ContainerState, PodState, ProcessId};
+use super::{rootfs, Engine, Error, CONTAINERS};
+use crate::monitor::{ExitStatus, MonitorConfig, Ready};
+use crate::runtime::{build_spec, SandboxFiles, SpecInputs};
+
+/// How long a monitor may take to create a container.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for an exit after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+impl Engine {
+    /// Creates a container in a ready pod; it is left in `Created`.
+    pub async fn create_container(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+    ) -> Result<String, Error> {
+        let pod = self.pod(pod_id)?;
+        if pod.state != PodState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {pod_id} is not ready"
+            )));
+        }
+        let meta = config
+            .metadata
+            .clone()
+            .filter(|m| !m.name.is_empty())
+            .ok_or_else(|| {
+                Error::InvalidArgument("container config must have metadata with a name".into())
+            })?;
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::InvalidArgument("container config must name an image".into()))?;
+        let _g = self.locks.lock(pod_id).await;
+        for c in self.store.list::<ContainerRecord>(CONTAINERS)? {
+            let m = c.1.config.metadata.as_ref();
+            if c.1.pod_id == pod_id
+                && m.is_some_and(|m| m.name == meta.name && m.attempt == meta.attempt)
+            {
+                return Err(Error::AlreadyExists(format!(
+                    "container {:?} (attempt {}) already exists in pod {pod_id} as {}",
+                    meta.name, meta.attempt, c.0
+                )));
+            }
+        }
+        let image = self.images.resolve(&image_name)?.ok_or_else(|| {
+            Error::NotFound(format!("image {image_name:?} not found; pull it first"))
+        })?;
+        let image_config = self.images.config(&image).await?;
+
+        let id = new_id();
+        let log_path = match (&pod.config.log_directory, &config.log_path) {
+            (d, p) if !d.is_empty() && !p.is_empty() => Some(PathBuf::from(d).join(p)),
+            _ => None,
+        };
+        let handler = pod.runtime_handler.clone();
+        let oci = self.oci(&handler)?;
+        let rec = ContainerRecord {
+            id: id.clone(),
+            pod_id: pod_id.to_string(),
+            config: config.clone(),
+            image_id: image.id.to_string(),
+            image_name,
+            runtime_handler: handler,
+            state: ContainerState::Created,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            dir: self.config.state.join("containers").join(&id),
+            layer_dir: self.config.root.join("containers").join(&id),
+            log_path: log_path.clone(),
+            pid: None,
+            monitor: None,
+            cgroups_path: self.cgroups_path(&pod.cgroup_parent, &id),
+        };
+        let lowers: Vec<PathBuf> = image
+            .snapshot_keys()
+            .iter()
+            .map(|k| self.images.snapshots().fs_path(k))
+            .collect();
+        let made = async {
+            let rootfs = rec.rootfs();
+            let (upper, work) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
+            let (r, u, w, l) = (rootfs.clone(), upper, work, lowers);
+            blocking(move || rootfs::mount_overlay(&l, &u, &w, &r)).await?;
+            let pid_ns = pod
+                .infra
+                .map(|p| PathBuf::from(format!("/proc/{}/ns/pid", p.pid)));
+            let spec = build_spec(&SpecInputs {
+                container_id: &id,
+                sandbox_id: pod_id,
+                container: &config,
+                sandbox: &pod.config,
+                image_config: &image_config,
+                rootfs: &rootfs,
+                netns_path: pod.netns.as_deref(),
+                ipc_ns_path: pod.ipcns.as_deref(),
+                uts_ns_path: pod.utsns.as_deref(),
+                pid_ns_path: pid_ns.as_deref(),
+                target_pid_ns_path: None,
+                cgroups_path: rec.cgroups_path.clone(),
+                cgroup_namespace: false,
+                hostname: &pod.config.hostname,
+                sandbox_files: SandboxFiles {
+                    hosts: pod.hosts.as_deref(),
+                    resolv_conf: pod.resolv_conf.as_deref(),
+                    hostname: pod.hostname_file.as_deref(),
+                    shm: pod.shm.as_deref(),
+                },
+                host_devices: &crate::runtime::HostDevFs,
+                host_capabilities: &self.host.capabilities,
+                min_oom_score_adj: self.host.min_oom_score_adj,
+                swap_limit_supported: self.host.swap_accounting,
+                apparmor_enabled: false,
+                apparmor_default_profile: None,
+            })?;
+            if let Some(p) = &log_path {
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d).map_err(|e| {
+                        Error::internal(format!("failed to create log dir {}: {e}", d.display()))
+                    })?;
+                }
+            }
+            let cfg_path = rec.dir.join("config.json");
+            spec.save(&cfg_path).map_err(|e| {
+                Error::internal(format!("failed to write {}: {e}", cfg_path.display()))
+            })?;
+            let (pid, monitor) = self
+                .spawn_monitor(&MonitorConfig {
+                    id: id.clone(),
+                    bundle: rec.dir.clone(),
+                    runtime: oci.binary.clone(),
+                    runtime_root: oci.root.clone(),
+                    runtime_log: rec.dir.join("runtime.log"),
+                    pid_file: rec.dir.join("pid"),
+                    exit_file: rec.exit_file(),
+                    log_path: log_path.clone(),
+                    oom_files: self.oom_files(&rec.cgroups_path),
+                })
+                .await?;
+            Ok::<_, Error>((pid, monitor))
+        }
+        .await;
+        let (pid, monitor) = match made {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(container = %id, error = %e, "create failed, rolling back");
+                let _ = oci.delete(&id).await;
+                self.discard_container_files(&rec).await;
+                return Err(e);
+            }
+        };
+        let rec = ContainerRecord {
+            pid: Some(pid),
+            monitor: Some(monitor),
+            ..rec
+        };
+        self.put_container(&rec)?;
+        info!(container = %id, pod = %pod_id, name = %meta.name, "created container");
+        Ok(id)
+    }
+
+    /// Starts a created container.
+    pub async fn start_container(&self, id: &str) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let mut rec = self.container(id)?;
+        if rec.state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is {:?}, not created",
+                rec.state
+            )));
+        }
+        let oci = self.oci(&rec.runtime_handler)?;
+        if let Err(e) = oci.start(id).await {
+            rec.state = ContainerState::Exited;
+            rec.finished_at = now_nanos();
+            rec.exit_code = 128;
+            rec.reason = "StartError".into();
+            rec.message = e.to_string();
+            self.put_container(&rec)?;
+            return Err(e);
+        }
+        rec.state = ContainerState::Running;
+        rec.started_at = now_nanos();
+        self.put_container(&rec)?;
+        Ok(())
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout`.
+    pub async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let Some(rec) = self.refreshed(id)? else {
+            return Err(Error::NotFound(format!("container {id} not found")));
+        };
+        if rec.state != ContainerState::Running {
+            return Ok(());
+        }
+        let oci = self.oci(&rec.runtime_handler)?;
+        if !timeout.is_zero() {
+            let signal = self.stop_signal(&rec).await;
+            if let Err(e) = oci.kill(id, &signal, false).await {
+                warn!(container = %id, error = %e, "failed to send the stop signal");
+            }
+            if wait_exit(&rec, timeout).await {
+                self.refreshed(id)?;
+                return Ok(());
+            }
+        }
+        let _ = oci.kill(id, "KILL", true).await;
+        if !wait_exit(&rec, KILL_WAIT).await {
+            return Err(Error::internal(format!(
+                "container {id} did not exit after SIGKILL"
+            )));
+        }
+        self.refreshed(id)?;
+        Ok(())
+    }
+
+    /// Removes a container, killing it if it still runs. Removing a missing container succeeds.
+    pub async fn remove_container(&self, id: &str) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let Some(rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
+            return Ok(());
+        };
+        let oci = self.oci(&rec.runtime_handler)?;
+        if rec.pid.is_some_and(|p| p.alive()) {
+            let _ = oci.kill(id, "KILL", true).await;
+            wait_exit(&rec, KILL_WAIT).await;
+        }
+        oci.delete(id).await?;
+        self.discard_container_files(&rec).await;
+        self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
+        info!(container = %id, "removed container");
+        Ok(())
+    }
+
+    /// A container's record, brought up to date with its monitor's exit file.
+    pub fn refreshed(&self, id: &str) -> Result<Option<ContainerRecord>, Error> {
+        let Some(mut rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
+            return Ok(None);
+        };
+        if rec.state == ContainerState::Exited {
+            return Ok(Some(rec));
+        }
+        let exit = ExitStatus::read(&rec.exit_file())
+            .map_err(|e| Error::internal(format!("failed to read the exit file of {id}: {e}")))?;
+        let changed = match exit {
+            Some(x) => {
+                rec.exit_code = x.exit_code;
+                rec.finished_at = x.exited_at;
+                rec.reason = if x.oom_killed {
+                    "OOMKilled"
+                } else if x.exit_code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .into();
+                true
+            }
+            // Neither the container nor its monitor is left, and no exit was recorded.
+            None if !rec.pid.is_some_and(|p| p.alive())
+                && !rec.monitor.is_some_and(|p| p.alive()) =>
+            {
+                rec.exit_code = 255;
+                rec.finished_at = now_nanos();
+                rec.reason = "Unknown".into();
+                rec.message =
+                    "the container's monitor exited without recording an exit status".into();
+                true
+            }
+            None => false,
+        };
+        if changed {
+            if rec.started_at == 0 && rec.state == ContainerState::Running {
+                rec.started_at = rec.finished_at;
+            }
+            rec.state = ContainerState::Exited;
+            self.put_container(&rec)?;
+        }
+        Ok(Some(rec))
+    }
+
+    /// Every container, up to date.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, Error> {
+        let ids: Vec<String> = self
+            .store
+            .list::<ContainerRecord>(CONTAINERS)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.refreshed(&id)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs a command in a running container and returns its output and exit code.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<crate::engine::oci::Output, Error> {
+        let rec = self
+            .refreshed(id)?
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
+        if rec.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        if cmd.is_empty() {
+            return Err(Error::InvalidArgument("exec needs a command".into()));
+        }
+        let spec = oci_spec::runtime::Spec::load(rec.dir.join("config.json"))
+            .map_err(|e| Error::internal(format!("failed to read the spec of {id}: {e}")))?;
+        let mut process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| Error::internal(format!("the spec of {id} has no process")))?;
+        process.set_args(Some(cmd)).set_terminal(Some(false));
+        let n = new_id();
+        let process_path = rec.dir.join(format!("exec-{}.json", &n[..12]));
+        let pid_path = rec.dir.join(format!("exec-{}.pid", &n[..12]));
+        std::fs::write(
+            &process_path,
+            serde_json::to_vec(&process).expect("process serialises"),
+        )
+        .map_err(|e| Error::internal(format!("failed to write {}: {e}", process_path.display())))?;
+        let out = self
+            .oci(&rec.runtime_handler)?
+            .exec_sync(id, &process_path, &pid_path, timeout)
+            .await;
+        let _ = std::fs::remove_file(&process_path);
+        let _ = std::fs::remove_file(&pid_path);
+        out
+    }
+
+    async fn stop_signal(&self, rec: &ContainerRecord) -> String {
+        let from_image = match self.images.resolve(&rec.image_id) {
+            Ok(Some(img)) => self
+                .images
+                .config(&img)
+                .await
+                .ok()
+                .and_then(|c| c.config().as_ref().and_then(|c| c.stop_signal().clone())),
+            _ => None,
+        };
+        from_image
+            .map(|s| s.trim_start_matches("SIG").to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "TERM".into())
+    }
+
+    pub(crate) async fn spawn_monitor(
+        &self,
+        cfg: &MonitorConfig,
+    ) -> Result<(ProcessId, ProcessId), Error> {
+        let dir = cfg.bundle.clone();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::internal(format!("failed to create {}: {e}", dir.display())))?;
+        let cfg_path = dir.join("monitor.json");
+        std::fs::write(
+            &cfg_path,
+            serde_json::to_vec(cfg).expect("monitor config serialises"),
+        )
+        .map_err(|e| Error::internal(format!("failed to write {}: {e}", cfg_path.display())))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::internal(format!("failed to find the berthd binary: {e}")))?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("monitor")
+            .arg(&cfg_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                Error::internal(format!("failed to start the monitor of {}: {e}", cfg.id))
+            })?;
+        let monitor = child.id().and_then(|p| ProcessId::of(p as i32));
+        let stdout = child.stdout.take().expect("piped");
+        // Reap the monitor whenever it ends; after a daemon restart init does it.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        let read = reader.read_line(&mut line);
+        match tokio::time::timeout(CREATE_TIMEOUT, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => {
+                return Err(Error::internal(format!(
+                    "the monitor of {} exited without an answer",
+                    cfg.id
+                )))
+            }
+            Err(_) => {
+                return Err(Error::internal(format!(
+                    "the monitor of {} did not answer in {CREATE_TIMEOUT:?}",
+                    cfg.id
+                )))
+            }
+        }
+        match serde_json::from_str::<Ready>(line.trim()) {
+            Ok(Ready::Pid(pid)) => {
+                let p = ProcessId::of(pid)
+                    .ok_or_else(|| Error::internal(format!("container process {pid} vanished")))?;
+                let m =
+                    monitor.ok_or_else(|| Error::internal("the monitor vanished".to_string()))?;
+                Ok((p, m))
+            }
+            Ok(Ready::Error(e)) => Err(Error::Runtime {
+                what: format!("create container {}", cfg.id),
+                message: e,
+            }),
+            Err(e) => Err(Error::internal(format!(
+                "bad answer from the monitor of {}: {e}: {line:?}",
+                cfg.id
+            ))),
+        }
+    }
+
+    async fn discard_container_files(&self, rec: &ContainerRecord) {
+        let (rootfs, dir, layer) = (rec.rootfs(), rec.dir.clone(), rec.layer_dir.clone());
+        let res = blocking(move || {
+            rootfs::unmount(&rootfs)?;
+            rootfs::remove_dir(&dir)?;
+            rootfs::remove_dir(&layer)
+        })
+        .await;
+        if let Err(e) = res {
+            warn!(container = %rec.id, error = %e, "failed to clean up container files");
+        }
+    }
+
+    pub(crate) fn put_container(&self, rec: &ContainerRecord) -> Result<(), Error> {
+        self.store.write(|w| w.put(CONTAINERS, &rec.id, rec))?;
+        Ok(())
+    }
+
+    /// A container record as stored.
+    pub fn container(&self, id: &str) -> Result<ContainerRecord, Error> {
+        self.store
+            .get::<ContainerRecord>(CONTAINERS, id)?
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+}
+
+/// Waits until the monitor records an exit, up to `limit`.
+async fn wait_exit(rec: &ContainerRecord, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let exit = rec.exit_file();
+    loop {
+        if exit.exists() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs blocking work (mounts, directory removal) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("blocking task failed: {e}")))?
+}

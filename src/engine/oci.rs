@@ -1,0 +1,146 @@
+//! The OCI runtime binary (crun, runc, …) driven through its command line.
+//! `create` is done by the monitor, which must own the container's stdio;
+//! everything else is done here.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::Error;
+
+/// One OCI runtime: its binary and its state directory.
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+/// Output of a finished command.
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+    pub timed_out: bool,
+}
+
+impl OciRuntime {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root);
+        c.stdin(Stdio::null());
+        c.kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, what: String, args: &[&str]) -> Result<(), Error> {
+        let out = self.cmd().args(args).output().await.map_err(|e| {
+            Error::internal(format!("failed to run {}: {e}", self.binary.display()))
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(Error::Runtime {
+            what,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+
+    /// Starts a created container.
+    pub async fn start(&self, id: &str) -> Result<(), Error> {
+        self.run(format!("start container {id}"), &["start", id])
+            .await
+    }
+
+    /// Sends a signal to the container's init (`all` = every process in it).
+    pub async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), Error> {
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, signal]);
+        self.run(format!("signal container {id} with {signal}"), &args)
+            .await
+    }
+
+    /// Deletes the runtime's state of a container (force: kill it first).
+    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+        match self
+            .run(format!("delete container {id}"), &["delete", "--force", id])
+            .await
+        {
+            Err(Error::Runtime { message, .. })
+                if message.contains("does not exist") || message.contains("not found") =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Applies new resources (`crun update --resources FILE`).
+    pub async fn update(&self, id: &str, resources_json: &Path) -> Result<(), Error> {
+        let file = resources_json.to_string_lossy().into_owned();
+        self.run(
+            format!("update resources of container {id}"),
+            &["update", "--resources", &file, id],
+        )
+        .await
+    }
+
+    /// Runs a command inside the container and collects its output.
+    /// With a timeout the exec'd process is killed when it runs out.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        process_json: &Path,
+        pid_file: &Path,
+        timeout: Option<Duration>,
+    ) -> Result<Output, Error> {
+        let mut c = self.cmd();
+        c.arg("exec")
+            .arg("--process")
+            .arg(process_json)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = c.spawn().map_err(|e| {
+            Error::internal(format!("failed to run {}: {e}", self.binary.display()))
+        })?;
+        let wait = child.wait_with_output();
+        let res = match timeout {
+            Some(t) => match tokio::time::timeout(t, wait).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // The runtime waits for the process; killing it ends the wait.
+                    if let Some(pid) = std::fs::read_to_string(pid_file)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<i32>().ok())
+                    {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    return Ok(Output {
+                        stdout: vec![],
+                        stderr: vec![],
+                        exit_code: -1,
+                        timed_out: true,
+                    });
+                }
+            },
+            None => wait.await,
+        };
+        let out = res.map_err(|e| Error::internal(format!("exec in {id}: {e}")))?;
+        Ok(Output {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.status.code().unwrap_or(-1),
+            timed_out: false,
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! Pod sandbox life cycle: pinned namespaces, pod files, the infra process
+//! that holds a shared PID namespace; stop and remove undo it in reverse.
+
+use std::time::Duration;
+
+use k8s_cri::v1::{NamespaceMode, PodSandboxConfig};
+use tracing::{info, warn};
+
+use super::container::blocking;
+use super::records::{new_id, now_nanos, ContainerRecord, PodRecord, PodState};
+use super::{Engine, Error, PODS};
+use crate::monitor::MonitorConfig;
+use crate::sandbox;
+
+/// The namespace modes a pod asked for.
+struct Modes {
+    host_network: bool,
+    host_ipc: bool,
+    shared_pid: bool,
+}
+
+fn modes(cfg: &PodSandboxConfig) -> Modes {
+    let ns = cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    let mode = |f: fn(&k8s_cri::v1::NamespaceOption) -> i32| {
+        ns.map(f).unwrap_or(NamespaceMode::Pod as i32)
+    };
+    Modes {
+        host_network: mode(|n| n.network) == NamespaceMode::Node as i32,
+        host_ipc: mode(|n| n.ipc) == NamespaceMode::Node as i32,
+        shared_pid: mode(|n| n.pid) == NamespaceMode::Pod as i32,
+    }
+}
+
+impl Engine {
+    /// Creates a ready pod sandbox.
+    pub async fn run_pod_sandbox(
+        &self,
+        config: PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, Error> {
+        let meta = config
+            .metadata
+            .clone()
+            .filter(|m| !m.name.is_empty() && !m.namespace.is_empty())
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "pod sandbox config must have metadata with a name and a namespace".into(),
+                )
+            })?;
+        let handler = if handler.is_empty() {
+            self.config.runtime.default_handler.clone()
+        } else {
+            handler.to_string()
+        };
+        let oci = self.oci(&handler)?.clone();
+        let id = new_id();
+        let dir = self.config.state.join("pods").join(&id);
+        let m = modes(&config);
+        let cgroup_parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        let mut rec = PodRecord {
+            id: id.clone(),
+            config: config.clone(),
+            runtime_handler: handler,
+            created_at: now_nanos(),
+            state: PodState::Ready,
+            dir: dir.clone(),
+            netns: None,
+            ipcns: None,
+            utsns: None,
+            hosts: None,
+            resolv_conf: None,
+            hostname_file: None,
+            shm: None,
+            cgroup_parent,
+            infra: None,
+        };
+        let made: Result<(), Error> = async {
+            let (d, c, host_net) = (dir.clone(), config.clone(), m.host_network);
+            let want = sandbox::NsKinds {
+                net: !m.host_network,
+                ipc: !m.host_ipc,
+                uts: !m.host_network,
+            };
+            let hostname =
+                (!m.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone());
+            let (pinned, files) = blocking(move || {
+                let (ns, files) = (d.join("ns"), d.join("files"));
+                for x in [&ns, &files] {
+                    std::fs::create_dir_all(x).map_err(|e| {
+                        Error::internal(format!("failed to create {}: {e}", x.display()))
+                    })?;
+                }
+                let pinned = sandbox::pin(&ns, want, hostname.as_deref()).map_err(sandbox_err)?;
+                let files = sandbox::write_pod_files(&files, &c, host_net).map_err(sandbox_err)?;
+                Ok((pinned, files))
+            })
+            .await?;
+            rec.netns = pinned.net;
+            rec.ipcns = pinned.ipc;
+            rec.utsns = pinned.uts;
+            rec.hosts = Some(files.hosts);
+            rec.resolv_conf = Some(files.resolv_conf);
+            rec.hostname_file = Some(files.hostname);
+            rec.shm = files.shm;
+            if m.shared_pid {
+                let (infra_dir, pinned) = (dir.join("infra"), pinned_of(&rec));
+                let cg = self.cgroups_path(&rec.cgroup_parent, &id);
+                let hn = config.hostname.clone();
+                let bundle = blocking(move || {
+                    std::fs::create_dir_all(&infra_dir).map_err(|e| {
+                        Error::internal(format!("failed to create {}: {e}", infra_dir.display()))
+                    })?;
+                    sandbox::infra_bundle(&infra_dir, &pinned, &cg, &hn).map_err(sandbox_err)
+                })
+                .await?;
+                let (pid, _) = self
+                    .spawn_monitor(&MonitorConfig {
+                        id: id.clone(),
+                        bundle: bundle.clone(),
+                        runtime: oci.binary.clone(),
+                        runtime_root: oci.root.clone(),
+                        runtime_log: dir.join("infra-runtime.log"),
+                        pid_file: dir.join("infra.pid"),
+                        exit_file: dir.join("infra-exit.json"),
+                        log_path: None,
+                        oom_files: vec![],
+                    })
+                    .await?;
+                oci.start(&id).await?;
+                rec.infra = Some(pid);
+            }
+            self.store.write(|w| w.put(PODS, &id, &rec))?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = made {
+            warn!(pod = %id, error = %e, "run pod sandbox failed, rolling back");
+            self.teardown_pod(&rec).await;
+            return Err(e);
+        }
+        info!(pod = %id, name = %meta.name, namespace = %meta.namespace, "pod sandbox ready");
+        Ok(id)
+    }
+
+    /// Stops every container of the pod and its infra process. Idempotent.
+    pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), Error> {
+        let Some(mut rec) = self.store.get::<PodRecord>(PODS, id)? else {
+            return Ok(());
+        };
+        for c in self.pod_containers(id)? {
+            self.stop_container(&c.id, Duration::ZERO).await?;
+        }
+        let _g = self.locks.lock(id).await;
+        if rec.infra.is_some() {
+            let oci = self.oci(&rec.runtime_handler)?;
+            let _ = oci.kill(id, "KILL", true).await;
+            oci.delete(id).await?;
+        }
+        if rec.state != PodState::NotReady {
+            rec.state = PodState::NotReady;
+            self.store.write(|w| w.put(PODS, id, &rec))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the pod, its containers, namespaces, mounts and files. Idempotent.
+    pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), Error> {
+        let Some(rec) = self.store.get::<PodRecord>(PODS, id)? else {
+            return Ok(());
+        };
+        self.stop_pod_sandbox(id).await?;
+        for c in self.pod_containers(id)? {
+            self.remove_container(&c.id).await?;
+        }
+        let _g = self.locks.lock(id).await;
+        self.teardown_pod(&rec).await;
+        self.store.write(|w| w.delete(PODS, id).map(drop))?;
+        info!(pod = %id, "removed pod sandbox");
+        Ok(())
+    }
+
+    /// Undoes whatever part of a pod exists.
+    async fn teardown_pod(&self, rec: &PodRecord) {
+        if rec.infra.is_some() {
+            if let Ok(oci) = self.oci(&rec.runtime_handler) {
+                let _ = oci.kill(&rec.id, "KILL", true).await;
+                let _ = oci.delete(&rec.id).await;
+            }
+        }
+        let pinned = pinned_of(rec);
+        let dir = rec.dir.clone();
+        let files = rec.hosts.as_ref().map(|hosts| sandbox::PodFiles {
+            hosts: hosts.clone(),
+            resolv_conf: rec.resolv_conf.clone().unwrap_or_default(),
+            hostname: rec.hostname_file.clone().unwrap_or_default(),
+            shm: rec.shm.clone(),
+        });
+        let res = blocking(move || {
+            if let Some(f) = &files {
+                sandbox::unmount_pod_files(f).map_err(sandbox_err)?;
+            }
+            sandbox::unpin(&pinned).map_err(sandbox_err)?;
+            super::rootfs::remove_dir(&dir)
+        })
+        .await;
+        if let Err(e) = res {
+            warn!(pod = %rec.id, error = %e, "failed to clean up pod sandbox");
+        }
+    }
+
+    /// The containers of a pod, up to date.
+    pub fn pod_containers(&self, pod_id: &str) -> Result<Vec<ContainerRecord>, Error> {
+        Ok(self
+            .containers()?
+            .into_iter()
+            .filter(|c| c.pod_id == pod_id)
+            .collect())
+    }
+
+    /// A pod record.
+    pub fn pod(&self, id: &str) -> Result<PodRecord, Error> {
+        self.store
+            .get::<PodRecord>(PODS, id)?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))
+    }
+
+    /// Every pod.
+    pub fn pods(&self) -> Result<Vec<PodRecord>, Error> {
+        Ok(self
+            .store
+            .list::<PodRecord>(PODS)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
+    }
+}
+
+fn pinned_of(rec: &PodRecord) -> sandbox::PinnedNamespaces {
+    sandbox::PinnedNamespaces {
+        net: rec.netns.clone(),
+        ipc: rec.ipcns.clone(),
+        uts: rec.utsns.clone(),
+    }
+}
+
+fn sandbox_err(e: sandbox::SandboxError) -> Error {
+    Error::internal(format!("pod sandbox: {e}"))
+}

@@ -1,0 +1,74 @@
+//! Container root filesystems: the image's snapshots stacked read-only under
+//! a writable layer with overlayfs.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::Error;
+
+/// Mounts `lowers` (bottom layer first) under `upper` at `target`.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), Error> {
+    for d in [upper, work, target] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::internal(format!("failed to create {}: {e}", d.display())))?;
+    }
+    // overlayfs wants the top-most lower dir first.
+    let lower = lowers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    if opts.len() >= 4096 {
+        return Err(Error::FailedPrecondition(format!(
+            "image has too many layers for one overlay mount ({} lower dirs)",
+            lowers.len()
+        )));
+    }
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        Error::internal(format!(
+            "failed to mount overlay at {}: {e}",
+            target.display()
+        ))
+    })
+}
+
+/// Unmounts a rootfs; not mounted is fine.
+pub fn unmount(target: &Path) -> Result<(), Error> {
+    match umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::internal(format!(
+            "failed to unmount {}: {e}",
+            target.display()
+        ))),
+    }
+}
+
+/// Removes a directory tree; absent is fine.
+pub fn remove_dir(p: &Path) -> Result<(), Error> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::internal(format!(
+            "failed to remove {}: {e}",
+            p.display()
+        ))),
+        _ => Ok(()),
+    }
+}
