@@ -129,3 +129,113 @@ pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
         user: None,
     }
 }
+
+/// `ContainerStats` from a usage sample (`None`: no cgroup, so no figures).
+pub fn container_stats(
+    c: &ContainerRecord,
+    u: Option<&crate::engine::stats::Usage>,
+    mountpoint: &str,
+) -> cri::ContainerStats {
+    let attributes = Some(cri::ContainerAttributes {
+        id: c.id.clone(),
+        metadata: c.config.metadata.clone(),
+        labels: c.config.labels.clone(),
+        annotations: c.config.annotations.clone(),
+    });
+    let Some(u) = u else {
+        return cri::ContainerStats {
+            attributes,
+            ..Default::default()
+        };
+    };
+    let s = &u.cgroup;
+    let v = |value: u64| Some(cri::UInt64Value { value });
+    cri::ContainerStats {
+        attributes,
+        cpu: Some(cri::CpuUsage {
+            timestamp: s.timestamp_ns,
+            usage_core_nano_seconds: v(s.cpu_usage_ns),
+            usage_nano_cores: u.nano_cores.and_then(v),
+        }),
+        memory: Some(memory(s)),
+        writable_layer: Some(cri::FilesystemUsage {
+            timestamp: s.timestamp_ns,
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: mountpoint.to_string(),
+            }),
+            used_bytes: v(u.layer_bytes),
+            inodes_used: v(u.layer_inodes),
+        }),
+        swap: None,
+    }
+}
+
+fn memory(s: &crate::cgroups::Stats) -> cri::MemoryUsage {
+    let v = |value: u64| Some(cri::UInt64Value { value });
+    cri::MemoryUsage {
+        timestamp: s.timestamp_ns,
+        working_set_bytes: v(s.memory_working_set_bytes),
+        available_bytes: s
+            .memory_limit_bytes
+            .map(|l| l.saturating_sub(s.memory_working_set_bytes))
+            .and_then(v),
+        usage_bytes: v(s.memory_usage_bytes),
+        rss_bytes: v(s.memory_rss_bytes),
+        page_faults: v(s.memory_page_faults),
+        major_page_faults: v(s.memory_major_page_faults),
+    }
+}
+
+/// Pod stats: the sum of its containers' samples.
+pub fn pod_stats(p: &PodRecord, containers: Vec<cri::ContainerStats>) -> cri::PodSandboxStats {
+    let ts = containers
+        .iter()
+        .filter_map(|c| c.cpu.as_ref().map(|x| x.timestamp))
+        .max()
+        .unwrap_or_else(crate::engine::records::now_nanos);
+    let sum = |f: &dyn Fn(&cri::ContainerStats) -> Option<u64>| -> Option<cri::UInt64Value> {
+        let vals: Vec<u64> = containers.iter().filter_map(f).collect();
+        (!vals.is_empty()).then(|| cri::UInt64Value {
+            value: vals.iter().sum(),
+        })
+    };
+    let cpu = cri::CpuUsage {
+        timestamp: ts,
+        usage_core_nano_seconds: sum(&|c| {
+            c.cpu
+                .as_ref()?
+                .usage_core_nano_seconds
+                .as_ref()
+                .map(|v| v.value)
+        }),
+        usage_nano_cores: sum(&|c| c.cpu.as_ref()?.usage_nano_cores.as_ref().map(|v| v.value)),
+    };
+    let mem = |g: fn(&cri::MemoryUsage) -> Option<&cri::UInt64Value>| {
+        sum(&|c: &cri::ContainerStats| c.memory.as_ref().and_then(g).map(|v| v.value))
+    };
+    let memory = cri::MemoryUsage {
+        timestamp: ts,
+        working_set_bytes: mem(|m| m.working_set_bytes.as_ref()),
+        available_bytes: mem(|m| m.available_bytes.as_ref()),
+        usage_bytes: mem(|m| m.usage_bytes.as_ref()),
+        rss_bytes: mem(|m| m.rss_bytes.as_ref()),
+        page_faults: mem(|m| m.page_faults.as_ref()),
+        major_page_faults: mem(|m| m.major_page_faults.as_ref()),
+    };
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: p.id.clone(),
+            metadata: p.config.metadata.clone(),
+            labels: p.config.labels.clone(),
+            annotations: p.config.annotations.clone(),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: Some(cpu),
+            memory: Some(memory),
+            network: None,
+            process: None,
+            containers,
+        }),
+        windows: None,
+    }
+}

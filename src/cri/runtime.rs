@@ -52,6 +52,34 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    fn stats_of(
+        &self,
+        c: &crate::engine::records::ContainerRecord,
+    ) -> Result<cri::ContainerStats, Status> {
+        let usage = self.engine.container_usage(c).map_err(|e| {
+            engine_status(&format!("failed to read stats of container {}", c.id), e)
+        })?;
+        let mountpoint = self.engine.config.root.display().to_string();
+        Ok(convert::container_stats(c, usage.as_ref(), &mountpoint))
+    }
+
+    fn pod_stats_of(
+        &self,
+        p: &crate::engine::records::PodRecord,
+    ) -> Result<cri::PodSandboxStats, Status> {
+        let containers = self
+            .engine
+            .pod_containers(&p.id)
+            .map_err(|e| engine_status("failed to list pod containers", e))?;
+        let mut stats = Vec::new();
+        for c in &containers {
+            stats.push(self.stats_of(c)?);
+        }
+        Ok(convert::pod_stats(p, stats))
+    }
+}
+
 fn unique<'a>(id: &str, ids: impl Iterator<Item = &'a str>, what: &str) -> Result<String, Status> {
     if id.is_empty() {
         return Err(Status::invalid_argument(format!("a {what} id is required")));
@@ -377,6 +405,107 @@ impl RuntimeService for Runtime {
         }))
     }
 
+    async fn update_container_resources(
+        &self,
+        req: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.container_id(&req.container_id)?;
+        let res = req
+            .linux
+            .ok_or_else(|| Status::invalid_argument("linux resources are required"))?;
+        self.engine
+            .update_container_resources(&id, &res)
+            .await
+            .map_err(|e| {
+                engine_status(&format!("failed to update resources of container {id}"), e)
+            })?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        req: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+        let id = self.container_id(&req.into_inner().container_id)?;
+        self.engine.reopen_container_log(&id).await.map_err(|e| {
+            engine_status(&format!("failed to reopen the log of container {id}"), e)
+        })?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
+    }
+
+    async fn container_stats(
+        &self,
+        req: Request<cri::ContainerStatsRequest>,
+    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        let id = self.container_id(&req.into_inner().container_id)?;
+        let rec = self
+            .engine
+            .refreshed(&id)
+            .map_err(|e| engine_status("failed to read container stats", e))?
+            .ok_or_else(|| Status::not_found(format!("container {id} not found")))?;
+        Ok(Response::new(cri::ContainerStatsResponse {
+            stats: Some(self.stats_of(&rec)?),
+        }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        req: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        let f = req.into_inner().filter.unwrap_or_default();
+        let list = self
+            .engine
+            .containers()
+            .map_err(|e| engine_status("failed to list container stats", e))?;
+        let mut stats = Vec::new();
+        for c in list.iter().filter(|c| {
+            (f.id.is_empty() || c.id.starts_with(&f.id))
+                && (f.pod_sandbox_id.is_empty() || c.pod_id.starts_with(&f.pod_sandbox_id))
+                && f.label_selector
+                    .iter()
+                    .all(|(k, v)| c.config.labels.get(k) == Some(v))
+        }) {
+            stats.push(self.stats_of(c)?);
+        }
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        req: Request<cri::PodSandboxStatsRequest>,
+    ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+        let id = self.pod_id(&req.into_inner().pod_sandbox_id)?;
+        let pod = self
+            .engine
+            .pod(&id)
+            .map_err(|e| engine_status("failed to read pod stats", e))?;
+        Ok(Response::new(cri::PodSandboxStatsResponse {
+            stats: Some(self.pod_stats_of(&pod)?),
+        }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+        let f = req.into_inner().filter.unwrap_or_default();
+        let pods = self
+            .engine
+            .pods()
+            .map_err(|e| engine_status("failed to list pod stats", e))?;
+        let mut stats = Vec::new();
+        for p in pods.iter().filter(|p| {
+            (f.id.is_empty() || p.id.starts_with(&f.id))
+                && f.label_selector
+                    .iter()
+                    .all(|(k, v)| p.config.labels.get(k) == Some(v))
+        }) {
+            stats.push(self.pod_stats_of(p)?);
+        }
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+    }
+
     type GetContainerEventsStream =
         Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send + 'static>>;
 
@@ -390,15 +519,9 @@ impl RuntimeService for Runtime {
     }
 
     unimplemented_rpcs! {
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;

@@ -10,6 +10,7 @@ pub mod oci;
 pub mod pod;
 pub mod records;
 pub mod rootfs;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -116,6 +117,7 @@ pub struct Engine {
     runtimes: BTreeMap<String, oci::OciRuntime>,
     /// One mutation at a time per pod or container id.
     locks: KeyedLocks,
+    cpu_samples: stats::CpuSamples,
 }
 
 impl Engine {
@@ -151,6 +153,7 @@ impl Engine {
             cgroups: crate::cgroups::detect(),
             runtimes,
             locks: KeyedLocks::default(),
+            cpu_samples: stats::CpuSamples::default(),
         };
         if let Some(p) = engine.runtime_problem() {
             warn!("containers cannot run on this host: {p}");

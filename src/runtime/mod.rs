@@ -26,3 +26,12 @@ pub use devices::{DeviceKind, HostDevFs, HostDevice, HostDevices};
 pub use error::{SpecError, SpecErrorKind};
 pub use mounts::SandboxFiles;
 pub use spec::{build_spec, SpecInputs};
+
+/// The OCI resources for a CRI resources update (`UpdateContainerResources`):
+/// the same rules as at creation, without device rules.
+pub fn update_resources(
+    res: &k8s_cri::v1::LinuxContainerResources,
+    swap_supported: bool,
+) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+    resources::build_resources(Some(res), swap_supported, vec![])
+}

@@ -1,0 +1,168 @@
+//! Resource usage of containers and pods (cgroups, writable layer), the
+//! resource updates and log reopening that act on running containers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use k8s_cri::v1::LinuxContainerResources;
+
+use super::records::{ContainerRecord, ContainerState};
+use super::{Engine, Error};
+use crate::cgroups::Stats;
+
+/// One container's usage.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub cgroup: Stats,
+    /// CPU use since the previous sample, in nanocores; `None` on the first sample.
+    pub nano_cores: Option<u64>,
+    pub layer_bytes: u64,
+    pub layer_inodes: u64,
+}
+
+/// Previous CPU samples, for rates.
+#[derive(Default)]
+pub struct CpuSamples(Mutex<HashMap<String, (i64, u64)>>);
+
+impl CpuSamples {
+    fn rate(&self, id: &str, ts: i64, usage: u64) -> Option<u64> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let prev = m.insert(id.to_string(), (ts, usage));
+        let (pts, pusage) = prev?;
+        let dt = ts.checked_sub(pts).filter(|d| *d > 0)? as u128;
+        let du = usage.checked_sub(pusage)? as u128;
+        Some((du * 1_000_000_000 / dt) as u64)
+    }
+}
+
+impl Engine {
+    /// Usage of a container; `Ok(None)` when it has no cgroup (not running).
+    pub fn container_usage(&self, rec: &ContainerRecord) -> Result<Option<Usage>, Error> {
+        let h = self
+            .cgroups
+            .as_ref()
+            .map_err(|e| Error::internal(format!("cgroups unavailable: {e}")))?;
+        let cgroup = match h.stats(&rec.cgroups_path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == crate::cgroups::CgroupErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "failed to read the cgroup of {}: {e}",
+                    rec.id
+                )))
+            }
+        };
+        let nano_cores = self
+            .cpu_samples
+            .rate(&rec.id, cgroup.timestamp_ns, cgroup.cpu_usage_ns);
+        let (layer_bytes, layer_inodes) = dir_usage(&rec.layer_dir.join("upper"));
+        Ok(Some(Usage {
+            cgroup,
+            nano_cores,
+            layer_bytes,
+            layer_inodes,
+        }))
+    }
+
+    /// Applies new resources to a running or created container.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        res: &LinuxContainerResources,
+    ) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let rec = self
+            .refreshed(id)?
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
+        if rec.state == ContainerState::Exited {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} has exited"
+            )));
+        }
+        let oci_res = crate::runtime::update_resources(res, self.host.swap_accounting)?;
+        let mut json = serde_json::to_value(&oci_res).expect("resources serialise");
+        if let Some(o) = json.as_object_mut() {
+            o.remove("devices");
+        }
+        let path = rec.dir.join("resources-update.json");
+        std::fs::write(&path, json.to_string())
+            .map_err(|e| Error::internal(format!("failed to write {}: {e}", path.display())))?;
+        let res = self.oci(&rec.runtime_handler)?.update(id, &path).await;
+        let _ = std::fs::remove_file(&path);
+        res
+    }
+
+    /// Asks the container's monitor to reopen its log file (after rotation).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<(), Error> {
+        let rec = self
+            .refreshed(id)?
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
+        if rec.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        let monitor = rec.monitor.filter(|m| m.alive()).ok_or_else(|| {
+            Error::FailedPrecondition(format!("the monitor of container {id} is gone"))
+        })?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(monitor.pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .map_err(|e| Error::internal(format!("failed to signal the monitor of {id}: {e}")))
+    }
+}
+
+/// Bytes and inodes below a directory (hard links counted once).
+fn dir_usage(root: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            if seen.insert((m.dev(), m.ino())) {
+                bytes += m.blocks() * 512;
+                inodes += 1;
+            }
+        }
+    }
+    (bytes, inodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_rate_needs_two_samples() {
+        let s = CpuSamples::default();
+        assert_eq!(s.rate("a", 1_000_000_000, 0), None);
+        // 0.5 s of CPU over 1 s = half a core.
+        assert_eq!(s.rate("a", 2_000_000_000, 500_000_000), Some(500_000_000));
+        assert_eq!(
+            s.rate("a", 2_000_000_000, 600_000_000),
+            None,
+            "no time passed"
+        );
+    }
+
+    #[test]
+    fn dir_usage_counts_files_once() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), vec![1u8; 10_000]).unwrap();
+        std::fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        let (bytes, inodes) = dir_usage(d.path());
+        assert_eq!(inodes, 2, "a/b share an inode, plus sub");
+        assert!(bytes >= 10_000);
+    }
+}
