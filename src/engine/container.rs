@@ -147,6 +147,7 @@ impl Engine {
                     bundle: rec.dir.clone(),
                     runtime: oci.binary.clone(),
                     runtime_root: oci.root.clone(),
+                    runtime_flags: oci.flags.clone(),
                     runtime_log: rec.dir.join("runtime.log"),
                     pid_file: rec.dir.join("pid"),
                     exit_file: rec.exit_file(),

@@ -138,9 +138,14 @@ impl Engine {
             .handlers
             .iter()
             .map(|(name, h)| {
+                let flags = match config.runtime.cgroup_driver {
+                    crate::config::CgroupDriver::Systemd => vec!["--systemd-cgroup".to_string()],
+                    crate::config::CgroupDriver::Cgroupfs => vec![],
+                };
                 let rt = oci::OciRuntime {
                     binary: h.path.clone(),
                     root: config.state.join("runtime").join(name),
+                    flags,
                 };
                 (name.clone(), rt)
             })
@@ -157,6 +162,9 @@ impl Engine {
         };
         if let Some(p) = engine.runtime_problem() {
             warn!("containers cannot run on this host: {p}");
+        }
+        if let Err(e) = engine.reconcile_pods() {
+            warn!(error = %e, "failed to reconcile pod sandboxes");
         }
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
             warn!(error = %e, "failed to reconcile containers");

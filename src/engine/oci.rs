@@ -15,6 +15,8 @@ use super::Error;
 pub struct OciRuntime {
     pub binary: PathBuf,
     pub root: PathBuf,
+    /// Global flags before the subcommand (`--systemd-cgroup` with the systemd driver).
+    pub flags: Vec<String>,
 }
 
 /// Output of a finished command.
@@ -28,7 +30,7 @@ pub struct Output {
 impl OciRuntime {
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.binary);
-        c.arg("--root").arg(&self.root);
+        c.arg("--root").arg(&self.root).args(&self.flags);
         c.stdin(Stdio::null());
         c.kill_on_drop(true);
         c

@@ -127,6 +127,7 @@ impl Engine {
                         bundle: bundle.clone(),
                         runtime: oci.binary.clone(),
                         runtime_root: oci.root.clone(),
+                        runtime_flags: oci.flags.clone(),
                         runtime_log: dir.join("infra-runtime.log"),
                         pid_file: dir.join("infra.pid"),
                         exit_file: dir.join("infra-exit.json"),
@@ -214,6 +215,27 @@ impl Engine {
         if let Err(e) = res {
             warn!(pod = %rec.id, error = %e, "failed to clean up pod sandbox");
         }
+    }
+
+    /// After a restart: a ready pod whose namespaces or infra process are gone
+    /// (a host reboot, someone killed the infra) is no longer ready.
+    pub fn reconcile_pods(&self) -> Result<(), Error> {
+        for mut p in self.pods()? {
+            if p.state != PodState::Ready {
+                continue;
+            }
+            let ns_gone = [&p.netns, &p.ipcns, &p.utsns]
+                .into_iter()
+                .flatten()
+                .any(|f| !sandbox::is_pinned(f));
+            let infra_gone = p.infra.is_some_and(|i| !i.alive());
+            if ns_gone || infra_gone {
+                warn!(pod = %p.id, ns_gone, infra_gone, "pod sandbox lost its namespaces or infra process; marking it not ready");
+                p.state = PodState::NotReady;
+                self.store.write(|w| w.put(PODS, &p.id, &p))?;
+            }
+        }
+        Ok(())
     }
 
     /// The containers of a pod, up to date.

@@ -46,6 +46,9 @@ pub struct MonitorConfig {
     pub runtime: PathBuf,
     /// The runtime's `--root` (its state directory).
     pub runtime_root: PathBuf,
+    /// Global flags for the runtime, e.g. `--systemd-cgroup`.
+    #[serde(default)]
+    pub runtime_flags: Vec<String>,
     /// The runtime's own log (JSON lines), read for error messages.
     pub runtime_log: PathBuf,
     pub pid_file: PathBuf,
@@ -115,6 +118,7 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
     let status = Command::new(&cfg.runtime)
         .arg("--root")
         .arg(&cfg.runtime_root)
+        .args(&cfg.runtime_flags)
         .arg("--log")
         .arg(&cfg.runtime_log)
         .arg("--log-format=json")

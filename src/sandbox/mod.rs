@@ -40,4 +40,4 @@ pub use files::{unmount_pod_files, write_hosts, write_pod_files, PodFiles, SHM_S
 pub use infra::{infra_bundle, INFRA_BINARY, INFRA_ID};
 pub use ns_pin::ns_pin_main;
 pub use pause::pause_main;
-pub use pin::{pin, unpin, NsKinds, PinnedNamespaces};
+pub use pin::{is_pinned, pin, unpin, NsKinds, PinnedNamespaces};

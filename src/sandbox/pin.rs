@@ -96,6 +96,11 @@ impl PinnedNamespaces {
     }
 }
 
+/// True while `path` is a pinned namespace (an nsfs bind mount).
+pub fn is_pinned(path: &Path) -> bool {
+    is_nsfs(path)
+}
+
 fn is_nsfs(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
