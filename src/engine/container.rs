@@ -74,6 +74,7 @@ impl Engine {
             config: config.clone(),
             image_id: image.id.to_string(),
             image_name,
+            snapshots: image.snapshot_keys(),
             runtime_handler: handler,
             state: ContainerState::Created,
             created_at: now_nanos(),
@@ -89,8 +90,9 @@ impl Engine {
             monitor: None,
             cgroups_path: self.cgroups_path(&pod.cgroup_parent, &id),
         };
-        let lowers: Vec<PathBuf> = image
-            .snapshot_keys()
+        self.images.hold_snapshots(&id, rec.snapshots.clone());
+        let lowers: Vec<PathBuf> = rec
+            .snapshots
             .iter()
             .map(|k| self.images.snapshots().fs_path(k))
             .collect();
@@ -127,7 +129,7 @@ impl Engine {
                 host_capabilities: &self.host.capabilities,
                 min_oom_score_adj: self.host.min_oom_score_adj,
                 swap_limit_supported: self.host.swap_accounting,
-                apparmor_enabled: false,
+                apparmor_enabled: self.host.apparmor,
                 apparmor_default_profile: None,
             })?;
             if let Some(p) = &log_path {
@@ -164,6 +166,7 @@ impl Engine {
                 warn!(container = %id, error = %e, "create failed, rolling back");
                 let _ = oci.delete(&id).await;
                 self.discard_container_files(&rec).await;
+                self.images.release_snapshots(&id);
                 return Err(e);
             }
         };
@@ -247,6 +250,13 @@ impl Engine {
         oci.delete(id).await?;
         self.discard_container_files(&rec).await;
         self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
+        self.images.release_snapshots(id);
+        // The image went while the container used it: its layers can go now.
+        if self.images.resolve(&rec.image_id)?.is_none() {
+            if let Err(e) = self.images.gc().await {
+                warn!(container = %id, error = %e, "failed to collect unused image content");
+            }
+        }
         info!(container = %id, "removed container");
         Ok(())
     }

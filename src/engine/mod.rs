@@ -72,6 +72,8 @@ pub struct HostFacts {
     /// berthd's own oom_score_adj: without CAP_SYS_RESOURCE nothing lower can be set.
     pub min_oom_score_adj: i32,
     pub swap_accounting: bool,
+    /// The kernel has AppArmor enabled (Localhost profiles can be applied).
+    pub apparmor: bool,
 }
 
 impl HostFacts {
@@ -83,10 +85,13 @@ impl HostFacts {
             .unwrap_or(0);
         let swap_accounting =
             std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+        let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y");
         HostFacts {
             capabilities,
             min_oom_score_adj,
             swap_accounting,
+            apparmor,
         }
     }
 }
@@ -132,6 +137,10 @@ impl Engine {
         }
         let store = Arc::new(Store::open(&config.root.join("metadata.redb"))?);
         let images = ImageService::open(config.clone(), store.clone())?;
+        // Containers keep their rootfs layers even if their image was removed.
+        for (id, c) in store.list::<records::ContainerRecord>(CONTAINERS)? {
+            images.hold_snapshots(&id, c.snapshots);
+        }
         let gc = images.gc().await?;
         let runtimes = config
             .runtime

@@ -89,6 +89,9 @@ pub struct ContainerRecord {
     /// The image id (config digest) and the name it was asked for by.
     pub image_id: String,
     pub image_name: String,
+    /// The snapshots stacked under the rootfs (kept while the container exists).
+    #[serde(default)]
+    pub snapshots: Vec<String>,
     pub runtime_handler: String,
     pub state: ContainerState,
     pub created_at: i64,

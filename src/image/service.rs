@@ -84,6 +84,9 @@ pub struct ImageService {
     puller: Puller,
     /// Serialises metadata changes with GC's view of what is referenced.
     gc_lock: tokio::sync::Mutex<()>,
+    /// Snapshots used by containers, by container id: GC keeps them even
+    /// after their image is removed.
+    in_use: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl ImageService {
@@ -109,6 +112,7 @@ impl ImageService {
             leases,
             puller,
             gc_lock: tokio::sync::Mutex::new(()),
+            in_use: Default::default(),
         })
     }
 
@@ -275,6 +279,14 @@ impl ImageService {
             blobs.extend(r.blobs().cloned());
             snaps.extend(r.snapshot_keys());
         }
+        for keys in self
+            .in_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            snaps.extend(keys.iter().cloned());
+        }
         let content = self.content.clone();
         let snapshots = self.snapshots.clone();
         let leases = self.leases.clone();
@@ -311,6 +323,22 @@ impl ImageService {
             Ok(stats)
         })
         .await
+    }
+
+    /// Marks snapshots as used by a container (its rootfs lower dirs).
+    pub fn hold_snapshots(&self, container: &str, keys: Vec<String>) {
+        self.in_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(container.to_string(), keys);
+    }
+
+    /// A container no longer needs its snapshots.
+    pub fn release_snapshots(&self, container: &str) {
+        self.in_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(container);
     }
 
     /// The image's config, read from the content store.
