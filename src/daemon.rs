@@ -107,6 +107,8 @@ async fn start_metrics(
         let images = weak.upgrade()?.images.list().ok()?;
         Some(images.len() as u64)
     });
+    let weak = Arc::downgrade(engine);
+    crate::metrics::global().probe_runtime_with(move || Some(weak.upgrade()?.metrics_snapshot()));
     let mut stop = stop.clone();
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;

@@ -203,6 +203,8 @@ impl Engine {
         rec.state = ContainerState::Running;
         rec.started_at = now_nanos();
         self.put_container(&rec)?;
+        let since_create = (rec.started_at - rec.created_at).max(0) as u64;
+        crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
         Ok(())
     }
 
@@ -275,6 +277,9 @@ impl Engine {
             Some(x) => {
                 rec.exit_code = x.exit_code;
                 rec.finished_at = x.exited_at;
+                if x.oom_killed {
+                    crate::metrics::global().count_oom_kill();
+                }
                 rec.reason = if x.oom_killed {
                     "OOMKilled"
                 } else if x.exit_code == 0 {

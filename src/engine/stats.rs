@@ -65,6 +65,50 @@ impl Engine {
         }))
     }
 
+    /// Pods and containers by state, live monitors and per-container usage, for `/metrics`.
+    pub fn metrics_snapshot(&self) -> crate::metrics::RuntimeSnapshot {
+        use super::records::PodState;
+        let mut snap = crate::metrics::RuntimeSnapshot::default();
+        let pods = self.pods().unwrap_or_default();
+        let ready = pods.iter().filter(|p| p.state == PodState::Ready).count() as u64;
+        snap.pods = vec![("ready", ready), ("notready", pods.len() as u64 - ready)];
+        let containers = self.containers().unwrap_or_default();
+        let count = |s: ContainerState| containers.iter().filter(|c| c.state == s).count() as u64;
+        snap.containers = vec![
+            ("created", count(ContainerState::Created)),
+            ("running", count(ContainerState::Running)),
+            ("exited", count(ContainerState::Exited)),
+        ];
+        snap.monitors = containers
+            .iter()
+            .filter(|c| c.monitor.is_some_and(|m| m.alive()))
+            .count() as u64;
+        for c in containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+        {
+            let Ok(Some(u)) = self.container_usage(c) else {
+                continue;
+            };
+            let pod = pods.iter().find(|p| p.id == c.pod_id);
+            let meta = pod.and_then(|p| p.config.metadata.as_ref());
+            snap.usage.push(crate::metrics::ContainerUsage {
+                id: c.id.clone(),
+                name: c
+                    .config
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+                pod: meta.map(|m| m.name.clone()).unwrap_or_default(),
+                namespace: meta.map(|m| m.namespace.clone()).unwrap_or_default(),
+                cpu_seconds: u.cgroup.cpu_usage_ns as f64 / 1e9,
+                memory_working_set_bytes: u.cgroup.memory_working_set_bytes as f64,
+            });
+        }
+        snap
+    }
+
     /// Applies new resources to a running or created container.
     pub async fn update_container_resources(
         &self,

@@ -15,10 +15,15 @@
 //! * `berth_image_pulls_total{result}`, `berth_image_pull_bytes_total`,
 //!   `berth_image_pull_duration_seconds`;
 //! * `berth_images`, `berth_build_info{version}`;
+//! * `berth_pods{state}`, `berth_containers{state}`, `berth_monitor_processes`,
+//!   `berth_container_cpu_usage_seconds{container,name,pod,namespace}`,
+//!   `berth_container_memory_working_set_bytes{…}` (read from the engine at scrape time),
+//!   `berth_container_start_duration_seconds`, `berth_oom_kills_total`;
 //! * `process_*` from the process collector (RSS, CPU, fds, threads, start time).
 
 mod docker;
 mod grpc;
+mod runtime;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -36,6 +41,7 @@ use tracing::warn;
 
 pub use docker::track_docker;
 pub use grpc::{GrpcMetrics, GrpcMetricsLayer, RecordedBody};
+pub use runtime::{ContainerUsage, RuntimeSnapshot};
 pub use server::{router, serve, Server};
 
 /// The `Content-Type` of the text exposition format.
@@ -63,6 +69,9 @@ pub struct Metrics {
     pull_bytes: IntCounter,
     pull_duration: Histogram,
     images: ImageGauge,
+    runtime: runtime::RuntimeCollector,
+    container_start: Histogram,
+    oom_kills: IntCounter,
 }
 
 /// The process-wide metrics, created on first use.
@@ -143,6 +152,20 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let runtime = runtime::RuntimeCollector::new();
+        let container_start = Histogram::with_opts(
+            HistogramOpts::new(
+                "berth_container_start_duration_seconds",
+                "Time from CreateContainer to a running container (create plus start).",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+        )
+        .expect("valid container_start_duration_seconds");
+        let oom_kills = IntCounter::new(
+            "berth_oom_kills_total",
+            "Containers whose exit was an OOM kill, as recorded by their monitors.",
+        )
+        .expect("valid oom_kills_total");
         let registry = Registry::new();
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(requests.clone()),
@@ -151,6 +174,9 @@ impl Metrics {
             Box::new(pull_bytes.clone()),
             Box::new(pull_duration.clone()),
             Box::new(images.clone()),
+            Box::new(runtime.clone()),
+            Box::new(container_start.clone()),
+            Box::new(oom_kills.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -165,7 +191,32 @@ impl Metrics {
             pull_bytes,
             pull_duration,
             images,
+            runtime,
+            container_start,
+            oom_kills,
         }
+    }
+
+    /// Sets how the runtime families are read: `probe` runs on every scrape.
+    pub fn probe_runtime_with(
+        &self,
+        probe: impl Fn() -> Option<RuntimeSnapshot> + Send + Sync + 'static,
+    ) {
+        *self
+            .runtime
+            .probe
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(probe));
+    }
+
+    /// A container reached running this long after its CreateContainer.
+    pub fn observe_container_start(&self, elapsed: Duration) {
+        self.container_start.observe(elapsed.as_secs_f64());
+    }
+
+    /// A container was OOM-killed.
+    pub fn count_oom_kill(&self) {
+        self.oom_kills.inc();
     }
 
     /// The registry, for collectors other modules want to add.
