@@ -46,7 +46,10 @@ impl Images {
 
 fn image_name(spec: Option<&cri::ImageSpec>) -> Result<&str, Status> {
     match spec.map(|s| s.image.trim()) {
-        Some(s) if !s.is_empty() => Ok(s),
+        Some(s) if !s.is_empty() => {
+            tracing::Span::current().record("image", s);
+            Ok(s)
+        }
         _ => Err(Status::invalid_argument(
             "image spec with a non-empty image name is required",
         )),

@@ -38,7 +38,9 @@ impl Runtime {
             .engine
             .pods()
             .map_err(|e| engine_status("failed to list pod sandboxes", e))?;
-        unique(id, pods.iter().map(|p| p.id.as_str()), "pod sandbox")
+        let id = unique(id, pods.iter().map(|p| p.id.as_str()), "pod sandbox")?;
+        tracing::Span::current().record("pod", id.as_str());
+        Ok(id)
     }
 
     /// Resolves a full or unique-prefix container id.
@@ -48,7 +50,9 @@ impl Runtime {
             .store
             .list::<crate::engine::records::ContainerRecord>(crate::engine::CONTAINERS)
             .map_err(|e| Status::internal(e.to_string()))?;
-        unique(id, list.iter().map(|(k, _)| k.as_str()), "container")
+        let id = unique(id, list.iter().map(|(k, _)| k.as_str()), "container")?;
+        tracing::Span::current().record("container", id.as_str());
+        Ok(id)
     }
 }
 
