@@ -149,6 +149,15 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     };
     let (masked_paths, readonly_paths) = masked_and_readonly_paths(sc, privileged);
 
+    if let Some(sc) = sc {
+        // A group alone would silently apply to the image's user (containerd refuses it too).
+        if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+            return Err(SpecError::InvalidUser {
+                user: String::new(),
+                reason: "run_as_group is set without run_as_user or run_as_username".into(),
+            });
+        }
+    }
     let user = resolve_user(inputs.rootfs, &user_request(sc, image))?;
     let mut process = build_process(inputs, image, &user, privileged)?;
     process

@@ -326,6 +326,18 @@ fn run_as_user_group_and_supplemental_groups() {
 }
 
 #[test]
+fn run_as_group_without_a_user_is_refused() {
+    let mut f = Fixture::new();
+    f.sc().run_as_group = Some(Int64Value { value: 5678 });
+    let err = f.build_err();
+    assert!(
+        err.to_string()
+            .contains("run_as_group is set without run_as_user"),
+        "{err}"
+    );
+}
+
+#[test]
 fn privileged_container() {
     let mut f = Fixture::new();
     f.sc().privileged = true;
