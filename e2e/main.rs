@@ -6,4 +6,5 @@
 mod daemon_basics;
 mod harness;
 mod images;
+mod runtime;
 mod support;

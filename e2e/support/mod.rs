@@ -8,8 +8,10 @@
 pub mod catalog;
 pub mod cri;
 pub mod daemon;
+pub mod host;
 pub mod images;
 pub mod layers;
+pub mod pods;
 pub mod registry;
 
 use std::fs::File;

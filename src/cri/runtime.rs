@@ -201,7 +201,14 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        let id = self.pod_id(&req.into_inner().pod_sandbox_id)?;
+        let id = match self.pod_id(&req.into_inner().pod_sandbox_id) {
+            Ok(id) => id,
+            // Stopping a pod sandbox that is already gone succeeds (CRI: idempotent).
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Ok(Response::new(cri::StopPodSandboxResponse {}))
+            }
+            Err(s) => return Err(s),
+        };
         self.engine
             .stop_pod_sandbox(&id)
             .await
@@ -213,7 +220,14 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        let id = self.pod_id(&req.into_inner().pod_sandbox_id)?;
+        let id = match self.pod_id(&req.into_inner().pod_sandbox_id) {
+            Ok(id) => id,
+            // Removing a pod sandbox that is already gone succeeds (CRI: idempotent).
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Ok(Response::new(cri::RemovePodSandboxResponse {}))
+            }
+            Err(s) => return Err(s),
+        };
         self.engine
             .remove_pod_sandbox(&id)
             .await

@@ -191,6 +191,9 @@ impl Engine {
             )));
         }
         let oci = self.oci(&rec.runtime_handler)?;
+        // Stamped before the start: a container that exits during `crun start`
+        // must not show an exit before its start.
+        let started = now_nanos();
         if let Err(e) = oci.start(id).await {
             rec.state = ContainerState::Exited;
             rec.finished_at = now_nanos();
@@ -200,8 +203,12 @@ impl Engine {
             self.put_container(&rec)?;
             return Err(e);
         }
-        rec.state = ContainerState::Running;
-        rec.started_at = now_nanos();
+        // A concurrent status call may already have seen the exit: keep its record.
+        let mut rec = self.container(id)?;
+        if rec.state == ContainerState::Created {
+            rec.state = ContainerState::Running;
+        }
+        rec.started_at = started;
         self.put_container(&rec)?;
         let since_create = (rec.started_at - rec.created_at).max(0) as u64;
         crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
