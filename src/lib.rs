@@ -9,6 +9,7 @@ pub mod engine;
 pub mod image;
 pub mod metrics;
 pub mod monitor;
+pub mod network;
 pub mod runtime;
 pub mod sandbox;
 pub mod storage;

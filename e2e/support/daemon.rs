@@ -29,17 +29,33 @@ pub struct Berthd {
 }
 
 /// The YAML config for a daemon living in `dir`, plus caller YAML (`extra`,
-/// e.g. a `registries:` section).
+/// e.g. a `registries:` section). Unless `extra` has its own `cni:` section,
+/// the daemon's CNI config dir is `dir/cni` (see [`LOOPBACK_CONFLIST`]).
 pub fn config_yaml(dir: &Path, extra: &str) -> String {
     let d = dir.display();
+    let cni = if has_cni_section(extra) {
+        String::new()
+    } else {
+        format!("cni:\n  conf_dir: {d}/cni\n")
+    };
     format!(
         "root: {d}/root\n\
          state: {d}/state\n\
          cri:\n  socket: {d}/state/berth.sock\n  streaming_address: \"127.0.0.1:0\"\n\
          docker:\n  socket: {d}/state/docker.sock\n\
          metrics:\n  address: \"127.0.0.1:0\"\n\
-         {extra}"
+         {cni}{extra}"
     )
+}
+
+/// A CNI network of the real `loopback` plugin only: pods get a working
+/// network namespace (lo up, no address beyond loopback) without touching the
+/// host's bridges or iptables. Tests of pod networking bring their own config.
+pub const LOOPBACK_CONFLIST: &str =
+    r#"{"cniVersion": "1.0.0", "name": "berth-e2e-lo", "plugins": [{"type": "loopback"}]}"#;
+
+fn has_cni_section(extra: &str) -> bool {
+    extra.lines().any(|l| l.starts_with("cni:"))
 }
 
 impl Berthd {
@@ -49,6 +65,12 @@ impl Berthd {
         let dir = short_tempdir("bd");
         let config = dir.path().join("berth.yaml");
         std::fs::write(&config, config_yaml(dir.path(), extra)).expect("write berthd config");
+        if !has_cni_section(extra) {
+            let cni = dir.path().join("cni");
+            std::fs::create_dir_all(&cni).expect("create cni conf dir");
+            std::fs::write(cni.join("10-loopback.conflist"), LOOPBACK_CONFLIST)
+                .expect("write loopback conflist");
+        }
         let mut d = Berthd {
             config,
             log: dir.path().join("berthd.log"),

@@ -46,8 +46,13 @@ pub fn pod_status(p: &PodRecord) -> cri::PodSandboxStatus {
         state: pod_state(p.state),
         created_at: p.created_at,
         network: Some(cri::PodSandboxNetworkStatus {
-            ip: String::new(),
-            additional_ips: vec![],
+            ip: p.ips.first().cloned().unwrap_or_default(),
+            additional_ips: p
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| cri::PodIp { ip: ip.clone() })
+                .collect(),
         }),
         linux: Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace { options }),

@@ -149,14 +149,26 @@ impl RuntimeService for Runtime {
             cri::RuntimeCondition {
                 r#type: "RuntimeReady".into(),
                 status: problem.is_none(),
-                reason: if problem.is_some() { "CgroupLayoutUnusable".into() } else { String::new() },
+                reason: if problem.is_some() {
+                    "CgroupLayoutUnusable".into()
+                } else {
+                    String::new()
+                },
                 message: problem.unwrap_or_default(),
             },
-            cri::RuntimeCondition {
-                r#type: "NetworkReady".into(),
-                status: false,
-                reason: "NetworkPluginNotReady".into(),
-                message: "CNI networking is not implemented yet; pods get a network namespace with loopback only".into(),
+            match self.engine.network.ready() {
+                Ok(_) => cri::RuntimeCondition {
+                    r#type: "NetworkReady".into(),
+                    status: true,
+                    reason: String::new(),
+                    message: String::new(),
+                },
+                Err(reason) => cri::RuntimeCondition {
+                    r#type: "NetworkReady".into(),
+                    status: false,
+                    reason: "NetworkPluginNotReady".into(),
+                    message: reason,
+                },
             },
         ];
         let mut info = HashMap::new();

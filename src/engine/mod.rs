@@ -120,6 +120,10 @@ pub struct Engine {
     /// The host's cgroup hierarchies, read at start-up.
     pub cgroups: Result<crate::cgroups::Hierarchy, crate::cgroups::CgroupError>,
     runtimes: BTreeMap<String, oci::OciRuntime>,
+    /// CNI plugin invocation, with its on-disk cache of attachments.
+    pub cni: crate::network::Cni,
+    /// The default CNI network, re-read as the config directory changes.
+    pub network: crate::network::NetworkState,
     /// One mutation at a time per pod or container id.
     locks: KeyedLocks,
     cpu_samples: stats::CpuSamples,
@@ -159,6 +163,13 @@ impl Engine {
                 (name.clone(), rt)
             })
             .collect();
+        let cni = crate::network::Cni::new(
+            config.cni.conf_dir.clone(),
+            config.cni.bin_dirs.clone(),
+            config.root.join("cni").join("cache"),
+        );
+        let network =
+            crate::network::watch(config.cni.conf_dir.clone(), config.cni.bin_dirs.clone());
         let engine = Engine {
             config,
             store,
@@ -166,6 +177,8 @@ impl Engine {
             host: HostFacts::detect(),
             cgroups: crate::cgroups::detect(),
             runtimes,
+            cni,
+            network,
             locks: KeyedLocks::default(),
             cpu_samples: stats::CpuSamples::default(),
         };

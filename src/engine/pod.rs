@@ -81,6 +81,8 @@ impl Engine {
             shm: None,
             cgroup_parent,
             infra: None,
+            ips: vec![],
+            network_attached: false,
         };
         let made: Result<(), Error> = async {
             let (d, c, host_net) = (dir.clone(), config.clone(), m.host_network);
@@ -110,6 +112,16 @@ impl Engine {
             rec.resolv_conf = Some(files.resolv_conf);
             rec.hostname_file = Some(files.hostname);
             rec.shm = files.shm;
+            if let Some(netns) = rec.netns.clone() {
+                let ips = self.attach_network(&id, &netns, &config).await?;
+                rec.network_attached = true;
+                rec.ips = ips.iter().map(|ip| ip.to_string()).collect();
+                if let Some(hosts) = &rec.hosts {
+                    let (h, name) = (hosts.clone(), config.hostname.clone());
+                    blocking(move || sandbox::write_hosts(&h, &name, &ips).map_err(sandbox_err))
+                        .await?;
+                }
+            }
             if m.shared_pid {
                 let (infra_dir, pinned) = (dir.join("infra"), pinned_of(&rec));
                 let cg = self.cgroups_path(&rec.cgroup_parent, &id);
@@ -165,7 +177,13 @@ impl Engine {
             let _ = oci.kill(id, "KILL", true).await;
             oci.delete(id).await?;
         }
-        if rec.state != PodState::NotReady {
+        if rec.network_attached {
+            // DEL while the netns still exists: the bridge plugin needs it to
+            // undo its masquerade rules. A failure keeps the netns for a retry.
+            self.detach_network(id, rec.netns.as_deref()).await?;
+            rec.network_attached = false;
+        }
+        if rec.state != PodState::NotReady || !rec.ips.is_empty() {
             rec.state = PodState::NotReady;
             self.store.write(|w| w.put(PODS, id, &rec))?;
         }
@@ -194,6 +212,11 @@ impl Engine {
             if let Ok(oci) = self.oci(&rec.runtime_handler) {
                 let _ = oci.kill(&rec.id, "KILL", true).await;
                 let _ = oci.delete(&rec.id).await;
+            }
+        }
+        if rec.network_attached {
+            if let Err(e) = self.detach_network(&rec.id, rec.netns.as_deref()).await {
+                warn!(pod = %rec.id, error = %e, "failed to detach the pod network");
             }
         }
         let pinned = pinned_of(rec);
@@ -238,6 +261,35 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs CNI ADD for a pod on the default network; returns its IPs.
+    async fn attach_network(
+        &self,
+        id: &str,
+        netns: &std::path::Path,
+        config: &PodSandboxConfig,
+    ) -> Result<Vec<std::net::IpAddr>, Error> {
+        let net = match self.network.ready() {
+            Ok(n) => n,
+            Err(_) => self.network.rescan().await.map_err(|reason| {
+                Error::FailedPrecondition(format!("the pod network is not ready: {reason}"))
+            })?,
+        };
+        let att = crate::network::Attachment::for_pod(id, netns, config).map_err(cni_err)?;
+        let started = std::time::Instant::now();
+        let res = self.cni.add(&net, &att).await;
+        crate::metrics::global().observe_cni("add", res.is_ok(), started.elapsed());
+        let res = res.map_err(cni_err)?;
+        Ok(crate::network::pod_ips(&res))
+    }
+
+    /// Runs CNI DEL for a pod (idempotent; works when the netns is gone).
+    async fn detach_network(&self, id: &str, netns: Option<&std::path::Path>) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let res = self.cni.del(id, netns).await;
+        crate::metrics::global().observe_cni("del", res.is_ok(), started.elapsed());
+        res.map_err(cni_err)
+    }
+
     /// The containers of a pod, up to date.
     pub fn pod_containers(&self, pod_id: &str) -> Result<Vec<ContainerRecord>, Error> {
         Ok(self
@@ -270,6 +322,15 @@ fn pinned_of(rec: &PodRecord) -> sandbox::PinnedNamespaces {
         net: rec.netns.clone(),
         ipc: rec.ipcns.clone(),
         uts: rec.utsns.clone(),
+    }
+}
+
+fn cni_err(e: crate::network::CniError) -> Error {
+    use crate::network::CniErrorKind as K;
+    match e.kind() {
+        K::InvalidArgument => Error::InvalidArgument(format!("pod network: {e}")),
+        K::FailedPrecondition => Error::FailedPrecondition(format!("pod network: {e}")),
+        _ => Error::internal(format!("pod network: {e}")),
     }
 }
 

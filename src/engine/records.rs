@@ -71,6 +71,12 @@ pub struct PodRecord {
     pub cgroup_parent: String,
     /// The infra process holding the pod's PID namespace, when shared.
     pub infra: Option<ProcessId>,
+    /// The pod's IPs from CNI, IPv4 first.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// CNI ADD succeeded and no DEL has since.
+    #[serde(default)]
+    pub network_attached: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -18,7 +18,8 @@
 //! * `berth_pods{state}`, `berth_containers{state}`, `berth_monitor_processes`,
 //!   `berth_container_cpu_usage_seconds{container,name,pod,namespace}`,
 //!   `berth_container_memory_working_set_bytes{…}` (read from the engine at scrape time),
-//!   `berth_container_start_duration_seconds`, `berth_oom_kills_total`;
+//!   `berth_container_start_duration_seconds`, `berth_oom_kills_total`,
+//!   `berth_cni_operations_total{operation,result}`, `berth_cni_operation_duration_seconds{operation}`;
 //! * `process_*` from the process collector (RSS, CPU, fds, threads, start time).
 
 mod docker;
@@ -72,6 +73,8 @@ pub struct Metrics {
     runtime: runtime::RuntimeCollector,
     container_start: Histogram,
     oom_kills: IntCounter,
+    cni_ops: IntCounterVec,
+    cni_duration: HistogramVec,
 }
 
 /// The process-wide metrics, created on first use.
@@ -166,6 +169,23 @@ impl Metrics {
             "Containers whose exit was an OOM kill, as recorded by their monitors.",
         )
         .expect("valid oom_kills_total");
+        let cni_ops = IntCounterVec::new(
+            Opts::new(
+                "berth_cni_operations_total",
+                "CNI operations, by operation (add, del) and result.",
+            ),
+            &["operation", "result"],
+        )
+        .expect("valid cni_operations_total");
+        let cni_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "berth_cni_operation_duration_seconds",
+                "Time taken by CNI operations.",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+            &["operation"],
+        )
+        .expect("valid cni_operation_duration_seconds");
         let registry = Registry::new();
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(requests.clone()),
@@ -177,6 +197,8 @@ impl Metrics {
             Box::new(runtime.clone()),
             Box::new(container_start.clone()),
             Box::new(oom_kills.clone()),
+            Box::new(cni_ops.clone()),
+            Box::new(cni_duration.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -194,6 +216,8 @@ impl Metrics {
             runtime,
             container_start,
             oom_kills,
+            cni_ops,
+            cni_duration,
         }
     }
 
@@ -212,6 +236,15 @@ impl Metrics {
     /// A container reached running this long after its CreateContainer.
     pub fn observe_container_start(&self, elapsed: Duration) {
         self.container_start.observe(elapsed.as_secs_f64());
+    }
+
+    /// A CNI ADD or DEL finished.
+    pub fn observe_cni(&self, op: &str, ok: bool, elapsed: Duration) {
+        let result = if ok { "success" } else { "failure" };
+        self.cni_ops.with_label_values(&[op, result]).inc();
+        self.cni_duration
+            .with_label_values(&[op])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// A container was OOM-killed.
