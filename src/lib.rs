@@ -14,3 +14,4 @@ pub mod runtime;
 pub mod sandbox;
 pub mod storage;
 pub mod store;
+pub mod streaming;

@@ -261,6 +261,23 @@ impl Engine {
         Ok(())
     }
 
+    /// After a restart: CNI CHECK on every ready pod's network. A failure is
+    /// logged, not acted on (some plugins' CHECK is unreliable, e.g. Debian's
+    /// portmap 1.1.1 looks for IPv6 rules an IPv4-only pod never had).
+    pub async fn check_pod_networks(&self) {
+        for p in self.pods().unwrap_or_default() {
+            let (PodState::Ready, true, Some(netns)) =
+                (p.state, p.network_attached, p.netns.as_deref())
+            else {
+                continue;
+            };
+            match self.cni.check(&p.id, netns).await {
+                Ok(()) => tracing::debug!(pod = %p.id, "pod network checked"),
+                Err(e) => warn!(pod = %p.id, error = %e, "CNI CHECK of a recovered pod failed"),
+            }
+        }
+    }
+
     /// Runs CNI ADD for a pod on the default network; returns its IPs.
     async fn attach_network(
         &self,
