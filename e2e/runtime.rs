@@ -7,6 +7,7 @@ mod errors;
 mod exec;
 mod exits;
 mod logs;
+mod metrics;
 mod pod;
 mod restart;
 mod security;
