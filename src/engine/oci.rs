@@ -113,11 +113,13 @@ impl OciRuntime {
             Error::internal(format!("failed to run {}: {e}", self.binary.display()))
         })?;
         let wait = child.wait_with_output();
+        tokio::pin!(wait);
         let res = match timeout {
-            Some(t) => match tokio::time::timeout(t, wait).await {
+            Some(t) => match tokio::time::timeout(t, &mut wait).await {
                 Ok(r) => r,
                 Err(_) => {
-                    // The runtime waits for the process; killing it ends the wait.
+                    // The runtime waits for the process; kill it, then let the
+                    // runtime see it die, so it is gone (reaped) when we answer.
                     if let Some(pid) = std::fs::read_to_string(pid_file)
                         .ok()
                         .and_then(|s| s.trim().parse::<i32>().ok())
@@ -127,6 +129,7 @@ impl OciRuntime {
                             nix::sys::signal::Signal::SIGKILL,
                         );
                     }
+                    let _ = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
                     return Ok(Output {
                         stdout: vec![],
                         stderr: vec![],
