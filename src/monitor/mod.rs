@@ -101,6 +101,7 @@ fn report(r: &Ready) {
 }
 
 fn run(cfg: &MonitorConfig) -> Result<(), String> {
+    close_inherited_fds();
     // Our own session: the daemon's signals and exit do not reach us.
     let _ = nix::unistd::setsid();
     nix::sys::prctl::set_child_subreaper(true)
@@ -278,6 +279,24 @@ fn detach_stdio() {
         for target in 0..=2 {
             let _ = nix::unistd::dup2(null.as_raw_fd(), target);
         }
+    }
+}
+
+/// Closes whatever descriptors above stderr the daemon's own environment
+/// leaked into us (without close-on-exec): a monitor lives long and must not
+/// pin pipes or files of processes it has nothing to do with.
+fn close_inherited_fds() {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    // The directory's own fd is closed by now; closing it again fails harmlessly.
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
     }
 }
 
