@@ -112,3 +112,74 @@ fn log_parser_self_check() {
     assert_eq!(stream_lines(&recs, "stdout"), vec!["abc d", ""]);
     assert_eq!(stream_lines(&recs, "stderr"), vec!["e"]);
 }
+
+/// Log rotation as the kubelet does it: rename the file, call
+/// ReopenContainerLog; the new file exists when the call returns and the
+/// container's further output lands there, not in the renamed file.
+#[tokio::test]
+async fn reopen_container_log_moves_output_to_a_new_file() {
+    let mut e = Env::new().await;
+    let pod_cfg = e.pod_config("rotate");
+    let pod = e.pod(&pod_cfg).await;
+    let (cfg, _) = e.container(
+        "ticker",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done",
+    );
+    let id = e.run(&pod, &cfg, &pod_cfg).await;
+    let path = std::path::Path::new(&pod_cfg.log_directory).join(&cfg.log_path);
+    let rotated = path.with_extension("log.1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .contains("tick-3\n")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output in {}",
+            path.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    std::fs::rename(&path, &rotated).unwrap();
+    e.rt.reopen_container_log(k8s_cri::v1::ReopenContainerLogRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap_or_else(|s| panic!("ReopenContainerLog: {s:?}\n{}", e.log_tail()));
+    assert!(
+        path.exists(),
+        "the new log file exists when ReopenContainerLog returns"
+    );
+    let last_old = |text: &str| -> u64 {
+        stream_lines(&parse_log(text), "stdout")
+            .iter()
+            .filter_map(|l| l.strip_prefix("tick-")?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let old_max = last_old(&std::fs::read_to_string(&rotated).unwrap());
+    while last_old(&std::fs::read_to_string(&path).unwrap()) < old_max + 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output in the new file"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        last_old(&std::fs::read_to_string(&rotated).unwrap()),
+        old_max,
+        "the renamed file gets nothing after the reopen"
+    );
+    // Both files hold whole records only.
+    for p in [&path, &rotated] {
+        let text = std::fs::read_to_string(p).unwrap();
+        assert_eq!(
+            parse_log(&text).len(),
+            text.lines().count(),
+            "{}",
+            p.display()
+        );
+    }
+    let _ = pods::stop(&mut e.rt, &id, 0).await;
+    e.remove_all_pods().await;
+}

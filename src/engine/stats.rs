@@ -150,12 +150,68 @@ impl Engine {
         let monitor = rec.monitor.filter(|m| m.alive()).ok_or_else(|| {
             Error::FailedPrecondition(format!("the monitor of container {id} is gone"))
         })?;
+        let Some(path) = rec.log_path.clone() else {
+            return Ok(());
+        };
+        // Create the new file now, so it exists when the call returns; the
+        // monitor opens the same path for appending.
+        let new = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| {
+                Error::internal(format!("failed to create log {}: {e}", path.display()))
+            })?;
+        let want = {
+            use std::os::unix::fs::MetadataExt;
+            let m = new
+                .metadata()
+                .map_err(|e| Error::internal(format!("failed to stat {}: {e}", path.display())))?;
+            (m.dev(), m.ino())
+        };
+        drop(new);
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(monitor.pid),
             nix::sys::signal::Signal::SIGUSR1,
         )
-        .map_err(|e| Error::internal(format!("failed to signal the monitor of {id}: {e}")))
+        .map_err(|e| Error::internal(format!("failed to signal the monitor of {id}: {e}")))?;
+        // Answer once the monitor really holds the new file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if holds_only(monitor.pid, want, path.parent()) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Err(Error::internal(format!(
+            "the monitor of container {id} did not reopen {}",
+            path.display()
+        )))
     }
+}
+
+/// True if process `pid` has the file (dev, ino) open and no other file of
+/// the same directory: the monitor has swapped to the new log and closed the old.
+fn holds_only(pid: i32, want: (u64, u64), dir: Option<&std::path::Path>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let mut has_new = false;
+    for e in rd.flatten() {
+        let Ok(m) = std::fs::metadata(e.path()) else {
+            continue;
+        };
+        if (m.dev(), m.ino()) == want {
+            has_new = true;
+        } else if m.is_file() {
+            let target = std::fs::read_link(e.path()).ok();
+            if target.as_deref().and_then(|t| t.parent()) == dir {
+                return false;
+            }
+        }
+    }
+    has_new
 }
 
 /// Bytes and inodes below a directory (hard links counted once).
