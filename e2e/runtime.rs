@@ -6,6 +6,7 @@ mod cleanup;
 mod errors;
 mod exec;
 mod exits;
+mod handlers;
 mod logs;
 mod metrics;
 mod pod;

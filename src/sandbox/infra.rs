@@ -72,6 +72,17 @@ pub(crate) fn infra_bundle_for(
         ]))
         .build()?];
     make_mount_point(&rootfs, Path::new("/dev"), true)?;
+    // runc (unlike crun) needs /proc inside the container to finish setting
+    // it up; the infra has its own PID namespace, so this shows only itself.
+    mounts.push(
+        MountBuilder::default()
+            .destination("/proc")
+            .typ("proc")
+            .source("proc")
+            .options(opts(&["nosuid", "noexec", "nodev"]))
+            .build()?,
+    );
+    make_mount_point(&rootfs, Path::new("/proc"), true)?;
     for (source, dest) in std::iter::once((binary, Path::new(INFRA_BINARY)))
         .chain(libs.iter().map(|l| (l.as_path(), l.as_path())))
     {
