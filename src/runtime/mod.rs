@@ -8,8 +8,10 @@
 //!
 //! One file per concern: `process` (argv, env, cwd), `user`, `mounts`,
 //! `devices`, `namespaces`, `resources`, `caps`, `seccomp`, `security`
-//! (AppArmor, masked paths), and `spec`, which puts them together.
+//! (AppArmor choice, masked paths), `apparmor` (berth's default profile,
+//! loaded at start-up), and `spec`, which puts them together.
 
+pub mod apparmor;
 pub mod caps;
 pub mod devices;
 mod error;
