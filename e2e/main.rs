@@ -7,4 +7,5 @@ mod daemon_basics;
 mod harness;
 mod images;
 mod runtime;
+mod streaming;
 mod support;

@@ -41,9 +41,10 @@ pub async fn run(config: Config) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = start_metrics(&config, &engine, &stop_rx).await?;
+    let (streaming, streaming_task) = start_streaming(&config, &engine, &stop_rx).await?;
     let server = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::new())
-        .add_routes(crate::cri::router(engine.clone()))
+        .add_routes(crate::cri::router(engine.clone(), Some(streaming)))
         .serve_with_incoming_shutdown(crate::cri::authority::incoming(cri_listener), {
             let mut rx = stop_rx.clone();
             async move {
@@ -70,6 +71,14 @@ pub async fn run(config: Config) -> Result<()> {
             warn!("requests still running after {SHUTDOWN_GRACE:?}, stopping anyway");
             server.abort();
         }
+    }
+    // Upgraded sessions run on their own; only the listener is waited for.
+    let mut streaming_task = streaming_task;
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut streaming_task)
+        .await
+        .is_err()
+    {
+        streaming_task.abort();
     }
     if let Some(mut metrics) = metrics {
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut metrics)
@@ -118,6 +127,38 @@ async fn start_metrics(
             error!(error = %e, "metrics server failed");
         }
     })))
+}
+
+/// Binds `cri.streaming_address` and serves exec/attach/port-forward URLs
+/// until `stop` turns true.
+async fn start_streaming(
+    config: &Config,
+    engine: &Arc<Engine>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(
+    Arc<crate::streaming::Streaming>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let addr: std::net::SocketAddr = config.cri.streaming_address.parse().with_context(|| {
+        format!(
+            "bad cri.streaming_address {:?}",
+            config.cri.streaming_address
+        )
+    })?;
+    let server = crate::streaming::Server::bind(addr, engine.clone())
+        .await
+        .with_context(|| format!("failed to listen on cri.streaming_address {addr}"))?;
+    let streaming = server.streaming();
+    let mut stop = stop.clone();
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.run(shutdown).await {
+            error!(error = %e, "CRI streaming server failed");
+        }
+    });
+    Ok((streaming, task))
 }
 
 /// Holds `<root>/berthd.lock` so that a second daemon on the same root refuses to start.

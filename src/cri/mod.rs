@@ -18,9 +18,17 @@ use crate::image::Kind;
 /// Largest gRPC message accepted or sent (the kubelet uses 16 MiB).
 const MAX_MESSAGE: usize = 16 << 20;
 
-/// A tonic router serving both CRI services.
-pub fn router(engine: Arc<Engine>) -> tonic::service::Routes {
-    let runtime = RuntimeServiceServer::new(runtime::Runtime::new(engine.clone()))
+/// A tonic router serving both CRI services; `streaming` serves Exec,
+/// Attach and PortForward.
+pub fn router(
+    engine: Arc<Engine>,
+    streaming: Option<Arc<crate::streaming::Streaming>>,
+) -> tonic::service::Routes {
+    let mut rt = runtime::Runtime::new(engine.clone());
+    if let Some(s) = streaming {
+        rt = rt.with_streaming(s);
+    }
+    let runtime = RuntimeServiceServer::new(rt)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let images = ImageServiceServer::new(image::Images::new(engine))

@@ -1,5 +1,5 @@
 //! CRI RuntimeService: thin translation onto the engine. Calls not built yet
-//! (streaming, stats, resource updates, log reopening, events, checkpoints)
+//! (stats, resource updates, log reopening, events, checkpoints)
 //! answer UNIMPLEMENTED rather than pretending to succeed.
 
 use std::future::Future;
@@ -25,11 +25,29 @@ pub const RUNTIME_API_VERSION: &str = "v1";
 /// The gRPC RuntimeService over the engine.
 pub struct Runtime {
     engine: Arc<Engine>,
+    /// Where Exec/Attach/PortForward requests wait for their client; None
+    /// when no streaming server runs.
+    streaming: Option<Arc<crate::streaming::Streaming>>,
 }
 
 impl Runtime {
     pub fn new(engine: Arc<Engine>) -> Self {
-        Runtime { engine }
+        Runtime {
+            engine,
+            streaming: None,
+        }
+    }
+
+    /// Serves Exec, Attach and PortForward through `streaming`.
+    pub fn with_streaming(mut self, streaming: Arc<crate::streaming::Streaming>) -> Self {
+        self.streaming = Some(streaming);
+        self
+    }
+
+    fn streaming(&self) -> Result<&crate::streaming::Streaming, Status> {
+        self.streaming
+            .as_deref()
+            .ok_or_else(|| Status::unavailable("the streaming server is not running"))
     }
 
     /// Resolves a full or unique-prefix pod id.
@@ -548,10 +566,82 @@ impl RuntimeService for Runtime {
         ))
     }
 
+    async fn exec(
+        &self,
+        req: Request<cri::ExecRequest>,
+    ) -> Result<Response<cri::ExecResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.container_id(&req.container_id)?;
+        if !(req.stdin || req.stdout || req.stderr) {
+            return Err(Status::invalid_argument(
+                "one of stdin, stdout or stderr must be set",
+            ));
+        }
+        if req.tty && req.stderr {
+            return Err(Status::invalid_argument(
+                "tty and stderr cannot both be set",
+            ));
+        }
+        self.engine
+            .check_exec(&id, &req.cmd)
+            .map_err(|e| engine_status(&format!("failed to exec in container {id}"), e))?;
+        let url = self.streaming()?.url(crate::streaming::Request::Exec(
+            crate::streaming::ExecRequest {
+                container_id: id,
+                cmd: req.cmd,
+                tty: req.tty,
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+            },
+        ));
+        Ok(Response::new(cri::ExecResponse { url }))
+    }
+
+    async fn attach(
+        &self,
+        req: Request<cri::AttachRequest>,
+    ) -> Result<Response<cri::AttachResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.container_id(&req.container_id)?;
+        if !(req.stdin || req.stdout || req.stderr) {
+            return Err(Status::invalid_argument(
+                "one of stdin, stdout or stderr must be set",
+            ));
+        }
+        self.engine
+            .attach_socket(&id)
+            .map_err(|e| engine_status(&format!("failed to attach to container {id}"), e))?;
+        let url = self.streaming()?.url(crate::streaming::Request::Attach(
+            crate::streaming::ExecRequest {
+                container_id: id,
+                cmd: Vec::new(),
+                tty: req.tty,
+                stdin: req.stdin,
+                stdout: req.stdout,
+                // A terminal has one output stream.
+                stderr: req.stderr && !req.tty,
+            },
+        ));
+        Ok(Response::new(cri::AttachResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        req: Request<cri::PortForwardRequest>,
+    ) -> Result<Response<cri::PortForwardResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.pod_id(&req.pod_sandbox_id)?;
+        self.engine
+            .port_forward_netns(&id)
+            .map_err(|e| engine_status(&format!("failed to port-forward to pod {id}"), e))?;
+        let url = self
+            .streaming()?
+            .url(crate::streaming::Request::PortForward { pod_id: id });
+        Ok(Response::new(cri::PortForwardResponse { url }))
+    }
+
     unimplemented_rpcs! {
-        exec(ExecRequest) -> ExecResponse;
-        attach(AttachRequest) -> AttachResponse;
-        port_forward(PortForwardRequest) -> PortForwardResponse;
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;

@@ -130,7 +130,7 @@ impl Engine {
                 min_oom_score_adj: self.host.min_oom_score_adj,
                 swap_limit_supported: self.host.swap_accounting,
                 apparmor_enabled: self.host.apparmor,
-                apparmor_default_profile: None,
+                apparmor_default_profile: self.host.apparmor_default_profile.as_deref(),
             })?;
             if let Some(p) = &log_path {
                 if let Some(d) = p.parent() {
@@ -155,6 +155,9 @@ impl Engine {
                     exit_file: rec.exit_file(),
                     log_path: log_path.clone(),
                     oom_files: self.oom_files(&rec.cgroups_path),
+                    attach_socket: super::exec::attach_socket_path(&rec.dir),
+                    stdin: rec.config.stdin,
+                    stdin_once: rec.config.stdin_once,
                 })
                 .await?;
             Ok::<_, Error>((pid, monitor))

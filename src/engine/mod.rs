@@ -6,6 +6,7 @@
 //! the sockets opened.
 
 pub mod container;
+pub mod exec;
 pub mod oci;
 pub mod pod;
 pub mod records;
@@ -74,6 +75,8 @@ pub struct HostFacts {
     pub swap_accounting: bool,
     /// The kernel has AppArmor enabled (Localhost profiles can be applied).
     pub apparmor: bool,
+    /// berth's default AppArmor profile, when loaded: what RuntimeDefault means.
+    pub apparmor_default_profile: Option<String>,
 }
 
 impl HostFacts {
@@ -87,11 +90,17 @@ impl HostFacts {
             std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
         let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|s| s.trim() == "Y");
+        let apparmor_default_profile = if apparmor {
+            crate::runtime::apparmor::ensure_default_profile()
+        } else {
+            None
+        };
         HostFacts {
             capabilities,
             min_oom_score_adj,
             swap_accounting,
             apparmor,
+            apparmor_default_profile,
         }
     }
 }

@@ -145,6 +145,9 @@ impl Engine {
                         exit_file: dir.join("infra-exit.json"),
                         log_path: None,
                         oom_files: vec![],
+                        attach_socket: None,
+                        stdin: false,
+                        stdin_once: false,
                     })
                     .await?;
                 oci.start(&id).await?;

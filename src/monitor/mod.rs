@@ -8,12 +8,14 @@
 //!  daemon ──spawn──> monitor ──setsid, subreaper──> `crun create` (exits)
 //!     <── {"pid":N} ──┘   │                               │
 //!                         ├─ stdout/stderr pipes ─> CRI log file (SIGUSR1 reopens)
+//!                         ├─ attach socket: output fanned out, stdin fed in
 //!                         └─ waitpid(init) ─> exit file (JSON, written atomically)
 //! ```
 //!
 //! The monitor uses plain threads and blocking calls: no async runtime, so it
 //! stays small (one per running container).
 
+pub mod attach;
 pub mod exit;
 pub mod log;
 
@@ -59,6 +61,15 @@ pub struct MonitorConfig {
     /// v2 `memory.events`), read after the exit.
     #[serde(default)]
     pub oom_files: Vec<PathBuf>,
+    /// Where attach clients connect (see [`attach`]); `None`: no attach.
+    #[serde(default)]
+    pub attach_socket: Option<PathBuf>,
+    /// Keep a pipe to the container's stdin for attach clients.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close the container's stdin when the first stdin client leaves.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// The monitor's one message to the daemon, on its stdout.
@@ -115,6 +126,13 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
 
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let (stdin_r, stdin_w) = match cfg.stdin {
+        true => {
+            let (r, w) = pipe()?;
+            (Stdio::from(r), Some(File::from(w)))
+        }
+        false => (Stdio::null(), None),
+    };
     let _ = std::fs::remove_file(&cfg.pid_file);
     let status = Command::new(&cfg.runtime)
         .arg("--root")
@@ -129,7 +147,7 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
         .arg("--pid-file")
         .arg(&cfg.pid_file)
         .arg(&cfg.id)
-        .stdin(Stdio::null())
+        .stdin(stdin_r)
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         .status()
@@ -149,12 +167,20 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
 
     let writer = open_log(cfg.log_path.as_deref())?;
     let writer = Arc::new(Mutex::new(writer));
+    let attach = match &cfg.attach_socket {
+        Some(p) => Some(
+            attach::Attach::serve(p, stdin_w, cfg.stdin_once)
+                .map_err(|e| format!("failed to listen on {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
         let w = writer.clone();
         let tx = done_tx.clone();
+        let a = attach.clone();
         spawn_small(move || {
-            copy_output(File::from(fd), stream, &w);
+            copy_output(File::from(fd), stream, &w, a.as_deref());
             let _ = tx.send(());
         })?;
     }
@@ -182,6 +208,9 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
             let _ = w.out.flush();
         }
     }
+    if let Some(a) = &attach {
+        a.close();
+    }
     let oom_killed = exit.1 == Some(libc::SIGKILL) && oom_kills(&cfg.oom_files) > 0;
     let status = ExitStatus::now(exit.0, exit.1, oom_killed);
     status
@@ -206,7 +235,12 @@ fn reap(init: Pid) -> (i32, Option<i32>) {
     }
 }
 
-fn copy_output(mut src: File, stream: Stream, w: &Mutex<Option<CriLogWriter<File>>>) {
+fn copy_output(
+    mut src: File,
+    stream: Stream,
+    w: &Mutex<Option<CriLogWriter<File>>>,
+    attach: Option<&attach::Attach>,
+) {
     let mut split = LineSplitter::new(stream);
     let mut buf = vec![0u8; 32 * 1024];
     let mut sink = Sink(w);
@@ -215,6 +249,9 @@ fn copy_output(mut src: File, stream: Stream, w: &Mutex<Option<CriLogWriter<File
             Ok(0) => break,
             Ok(n) => {
                 let _ = split.feed(&buf[..n], &mut sink);
+                if let Some(a) = attach {
+                    a.broadcast(stream, &buf[..n]);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
