@@ -28,6 +28,26 @@ pub const TAG_STDERR: u8 = 2;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A unix socket path that fits `sun_path` (108 bytes): the path itself when
+/// short enough, else `/proc/self/fd/<dir fd>/<name>` through an open handle
+/// of its directory, which the caller keeps while it binds or connects.
+pub fn socket_path(path: &Path) -> io::Result<(Option<File>, std::path::PathBuf)> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() < 108 {
+        return Ok((None, path.to_path_buf()));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path has no directory",
+        ));
+    };
+    let handle = File::open(dir)?;
+    let short =
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())).join(name);
+    Ok((Some(handle), short))
+}
+
 /// The attach clients of one container.
 pub struct Attach {
     clients: Mutex<Vec<UnixStream>>,
@@ -39,7 +59,8 @@ impl Attach {
     /// Listens on `path`; `stdin` is the write end of the container's stdin.
     pub fn serve(path: &Path, stdin: Option<File>, stdin_once: bool) -> io::Result<Arc<Attach>> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
+        let (_dir, short) = socket_path(path)?;
+        let listener = UnixListener::bind(&short)?;
         let attach = Arc::new(Attach {
             clients: Mutex::new(Vec::new()),
             stdin: Mutex::new(stdin),

@@ -43,9 +43,13 @@ where
         resize: _resize,
     } = streams;
     let conn = match engine.attach_socket(&id) {
-        Ok(path) => tokio::net::UnixStream::connect(&path)
-            .await
-            .map_err(|e| format!("failed to attach to container {id}: {e}")),
+        Ok(path) => match crate::monitor::attach::socket_path(&path) {
+            // `_dir` keeps the /proc/self/fd path valid while connecting.
+            Ok((_dir, short)) => tokio::net::UnixStream::connect(&short)
+                .await
+                .map_err(|e| format!("failed to attach to container {id}: {e}")),
+            Err(e) => Err(format!("failed to attach to container {id}: {e}")),
+        },
         Err(e) => Err(format!("failed to attach to container {id}: {e}")),
     };
     let conn = match conn {
