@@ -6,7 +6,6 @@
 mod daemon_basics;
 mod harness;
 mod images;
-mod network;
 mod runtime;
 mod streaming;
 mod support;

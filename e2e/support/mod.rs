@@ -11,7 +11,6 @@ pub mod daemon;
 pub mod host;
 pub mod images;
 pub mod layers;
-pub mod net;
 pub mod pods;
 pub mod registry;
 
