@@ -6,6 +6,7 @@
 mod daemon_basics;
 mod harness;
 mod images;
+mod network;
 mod runtime;
 mod streaming;
 mod support;

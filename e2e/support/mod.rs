@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod host;
 pub mod images;
 pub mod layers;
+pub mod net;
 pub mod pods;
 pub mod registry;
 

@@ -409,9 +409,9 @@ impl Engine {
             serde_json::to_vec(cfg).expect("monitor config serialises"),
         )
         .map_err(|e| Error::internal(format!("failed to write {}: {e}", cfg_path.display())))?;
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::internal(format!("failed to find the berthd binary: {e}")))?;
-        let mut child = tokio::process::Command::new(exe)
+        // The running image, valid even if the file was replaced since start-up.
+        let mut child = tokio::process::Command::new("/proc/self/exe")
+            .arg0("berthd")
             .arg("monitor")
             .arg(&cfg_path)
             .stdin(std::process::Stdio::null())

@@ -185,6 +185,7 @@ impl Engine {
             // undo its masquerade rules. A failure keeps the netns for a retry.
             self.detach_network(id, rec.netns.as_deref()).await?;
             rec.network_attached = false;
+            rec.ips.clear();
         }
         if rec.state != PodState::NotReady || !rec.ips.is_empty() {
             rec.state = PodState::NotReady;
@@ -203,6 +204,8 @@ impl Engine {
             self.remove_container(&c.id).await?;
         }
         let _g = self.locks.lock(id).await;
+        // Stop detached the network: tear down from the record as it is now.
+        let rec = self.store.get::<PodRecord>(PODS, id)?.unwrap_or(rec);
         self.teardown_pod(&rec).await;
         self.store.write(|w| w.delete(PODS, id).map(drop))?;
         info!(pod = %id, "removed pod sandbox");

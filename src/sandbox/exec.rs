@@ -23,8 +23,10 @@ pub(crate) struct SelfExec {
 impl SelfExec {
     /// The running berthd binary.
     pub(crate) fn current() -> Result<Self, SandboxError> {
-        let program = std::env::current_exe()
-            .map_err(|e| SandboxError::io("resolve", "/proc/self/exe", e))?;
+        // The running image itself: still valid when the file on disk was
+        // replaced by an upgrade or a rebuild (current_exe() would then name
+        // a deleted path). The child resolves it before it execs.
+        let program = PathBuf::from("/proc/self/exe");
         Ok(SelfExec {
             program,
             lead_args: Vec::new(),
@@ -58,6 +60,9 @@ impl SelfExec {
 
     fn command(&self, args: &[OsString]) -> Command {
         let mut cmd = Command::new(&self.program);
+        if self.program == Path::new("/proc/self/exe") {
+            std::os::unix::process::CommandExt::arg0(&mut cmd, "berthd");
+        }
         cmd.args(&self.lead_args);
         match self.args_env {
             None => {

@@ -38,8 +38,12 @@ pub fn infra_bundle(
     hostname: &str,
 ) -> Result<PathBuf, SandboxError> {
     static LIBS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    let exe =
+    let mut exe =
         std::env::current_exe().map_err(|e| SandboxError::io("resolve", "/proc/self/exe", e))?;
+    if !exe.exists() {
+        // Replaced on disk since we started: bind the running image itself.
+        exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    }
     let libs = match LIBS.get() {
         Some(l) => l,
         None => {
@@ -86,9 +90,13 @@ pub(crate) fn infra_bundle_for(
     for (source, dest) in std::iter::once((binary, Path::new(INFRA_BINARY)))
         .chain(libs.iter().map(|l| (l.as_path(), l.as_path())))
     {
-        let source = source
-            .canonicalize()
-            .map_err(|e| SandboxError::io("resolve", source, e))?;
+        let source = if source.starts_with("/proc") {
+            source.to_path_buf()
+        } else {
+            source
+                .canonicalize()
+                .map_err(|e| SandboxError::io("resolve", source, e))?
+        };
         make_mount_point(&rootfs, dest, false)?;
         mounts.push(read_only_bind(&source, dest)?);
     }
