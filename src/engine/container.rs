@@ -345,6 +345,18 @@ impl Engine {
         cmd: Vec<String>,
         timeout: Option<Duration>,
     ) -> Result<crate::engine::oci::Output, Error> {
+        let exec = self.prepare_exec(id, cmd, false, None)?;
+        let out = exec
+            .runtime
+            .exec_sync(id, &exec.process_path, &exec.pid_path, timeout)
+            .await;
+        let _ = std::fs::remove_file(&exec.process_path);
+        let _ = std::fs::remove_file(&exec.pid_path);
+        out
+    }
+
+    /// A container's record, up to date, if it is running.
+    pub fn running(&self, id: &str) -> Result<ContainerRecord, Error> {
         let rec = self
             .refreshed(id)?
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
@@ -353,31 +365,7 @@ impl Engine {
                 "container {id} is not running"
             )));
         }
-        if cmd.is_empty() {
-            return Err(Error::InvalidArgument("exec needs a command".into()));
-        }
-        let spec = oci_spec::runtime::Spec::load(rec.dir.join("config.json"))
-            .map_err(|e| Error::internal(format!("failed to read the spec of {id}: {e}")))?;
-        let mut process = spec
-            .process()
-            .clone()
-            .ok_or_else(|| Error::internal(format!("the spec of {id} has no process")))?;
-        process.set_args(Some(cmd)).set_terminal(Some(false));
-        let n = new_id();
-        let process_path = rec.dir.join(format!("exec-{}.json", &n[..12]));
-        let pid_path = rec.dir.join(format!("exec-{}.pid", &n[..12]));
-        std::fs::write(
-            &process_path,
-            serde_json::to_vec(&process).expect("process serialises"),
-        )
-        .map_err(|e| Error::internal(format!("failed to write {}: {e}", process_path.display())))?;
-        let out = self
-            .oci(&rec.runtime_handler)?
-            .exec_sync(id, &process_path, &pid_path, timeout)
-            .await;
-        let _ = std::fs::remove_file(&process_path);
-        let _ = std::fs::remove_file(&pid_path);
-        out
+        Ok(rec)
     }
 
     async fn stop_signal(&self, rec: &ContainerRecord) -> String {

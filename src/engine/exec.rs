@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use super::oci::OciRuntime;
-use super::records::{new_id, ContainerState, PodState};
+use super::records::{new_id, PodState};
 use super::{Engine, Error};
 
 /// A `crun exec` ready to be started: its process file is written and is
 /// removed again when this is dropped.
 pub struct PreparedExec {
     pub container_id: String,
-    runtime: OciRuntime,
-    process_path: PathBuf,
+    pub(crate) runtime: OciRuntime,
+    pub(crate) process_path: PathBuf,
     /// Where the runtime writes the exec'd process's pid.
     pub pid_path: PathBuf,
 }
@@ -71,14 +71,7 @@ pub fn attach_socket_path(container_dir: &Path) -> Option<PathBuf> {
 impl Engine {
     /// The attach socket of running container `id`.
     pub fn attach_socket(&self, id: &str) -> Result<PathBuf, Error> {
-        let rec = self
-            .refreshed(id)?
-            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
-        if rec.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
+        let rec = self.running(id)?;
         attach_socket_path(&rec.dir)
             .filter(|p| p.exists())
             .ok_or_else(|| {
@@ -88,14 +81,7 @@ impl Engine {
 
     /// Checks that `id` is a running container and `cmd` is runnable in it.
     pub fn check_exec(&self, id: &str, cmd: &[String]) -> Result<(), Error> {
-        let rec = self
-            .refreshed(id)?
-            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
-        if rec.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
+        self.running(id)?;
         if cmd.is_empty() {
             return Err(Error::InvalidArgument("exec needs a command".into()));
         }

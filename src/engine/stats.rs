@@ -139,14 +139,7 @@ impl Engine {
 
     /// Asks the container's monitor to reopen its log file (after rotation).
     pub async fn reopen_container_log(&self, id: &str) -> Result<(), Error> {
-        let rec = self
-            .refreshed(id)?
-            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
-        if rec.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
+        let rec = self.running(id)?;
         let monitor = rec.monitor.filter(|m| m.alive()).ok_or_else(|| {
             Error::FailedPrecondition(format!("the monitor of container {id} is gone"))
         })?;
