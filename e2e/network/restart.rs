@@ -125,3 +125,78 @@ async fn del_after_kill_9_and_restart_uses_the_recorded_attachment() {
     drop(e);
     net.finish();
 }
+
+/// Deletes a network namespace made by a test, by name, when dropped.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// An attachment whose pod never got recorded — as when berthd dies between
+/// CNI ADD and storing the pod — is found in the CNI cache at start-up and
+/// released with the arguments ADD recorded.
+#[tokio::test]
+async fn start_up_releases_attachments_of_pods_that_do_not_exist() {
+    let net = TestNet::new(Plugins {
+        masq: false,
+        portmap: false,
+        firewall: false,
+    })
+    .await;
+    net.install();
+    let mut e = env(&net).await;
+    e.d.kill9();
+
+    let name = format!("berth-orphan-{}", std::process::id());
+    let ok = std::process::Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .expect("ip netns add");
+    assert!(ok.success());
+    let ns = Netns(name);
+    let netns = std::path::PathBuf::from("/run/netns").join(&ns.0);
+    let bins = vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()];
+    let config = berth::network::load_default(&net.conf_dir, &bins)
+        .expect("load the test network")
+        .expect("the test network is valid");
+    let cni = berth::network::Cni::new(
+        net.conf_dir.clone(),
+        bins,
+        e.d.root().join("cni").join("cache"),
+    );
+    let orphan = "0".repeat(63) + "1";
+    let res = cni
+        .add(
+            &config,
+            &berth::network::Attachment::new(orphan.clone(), &netns),
+        )
+        .await
+        .expect("CNI ADD for the orphan");
+    let ip = berth::network::pod_ips(&res)[0].to_string();
+    assert_eq!(net.reserved_ips(), BTreeSet::from([ip.clone()]));
+    assert_eq!(cache_files(&e).len(), 1, "{:?}", cache_files(&e));
+
+    e.d.restart().await;
+    e.rt = e.d.runtime_client().await;
+    assert!(
+        net.reserved_ips().is_empty(),
+        "start-up released {ip}: {:?}\n{}",
+        net.ipam_files(),
+        e.log_tail()
+    );
+    assert!(cache_files(&e).is_empty(), "{:?}", cache_files(&e));
+    assert!(
+        e.d.log()
+            .contains("released the network of a pod that no longer exists"),
+        "{}",
+        e.log_tail()
+    );
+    drop(ns);
+    drop(e);
+    net.finish();
+}

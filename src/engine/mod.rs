@@ -197,6 +197,7 @@ impl Engine {
         if let Err(e) = engine.reconcile_pods() {
             warn!(error = %e, "failed to reconcile pod sandboxes");
         }
+        engine.release_orphan_networks().await;
         engine.check_pod_networks().await;
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
             warn!(error = %e, "failed to reconcile containers");

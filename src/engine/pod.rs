@@ -284,6 +284,30 @@ impl Engine {
         }
     }
 
+    /// After a restart: CNI DEL for cached attachments whose pod no longer
+    /// exists (a crash between a pod's removal steps), so no IP or rule leaks.
+    pub async fn release_orphan_networks(&self) {
+        let pods: std::collections::HashSet<String> = self
+            .pods()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let ids = match self.cni.attached_ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                warn!(error = %e, "failed to read the CNI cache");
+                return;
+            }
+        };
+        for id in ids.into_iter().filter(|id| !pods.contains(id)) {
+            match self.detach_network(&id, None).await {
+                Ok(()) => info!(pod = %id, "released the network of a pod that no longer exists"),
+                Err(e) => warn!(pod = %id, error = %e, "failed to release an orphaned pod network"),
+            }
+        }
+    }
+
     /// Runs CNI ADD for a pod on the default network; returns its IPs.
     async fn attach_network(
         &self,

@@ -232,6 +232,36 @@ impl Cni {
         Ok(())
     }
 
+    /// The ids of every container with a cached attachment (for start-up
+    /// clean-up of attachments whose pod no longer exists).
+    pub async fn attached_ids(&self) -> Result<Vec<String>, CniError> {
+        let dir = self.cache_dir.clone();
+        blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => {
+                    return Err(CniError::Io {
+                        op: "read cni cache directory",
+                        path: dir.clone(),
+                        source: e,
+                    })
+                }
+            };
+            let mut ids: Vec<String> = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .filter_map(|b| serde_json::from_slice::<CachedAttachment>(&b).ok())
+                .filter(|r| r.kind == cache::KIND)
+                .map(|r| r.container_id)
+                .collect();
+            ids.sort();
+            ids.dedup();
+            Ok(ids)
+        })
+        .await
+    }
+
     /// The attachments recorded for a container (completed ADDs first).
     pub async fn cached(&self, container_id: &str) -> Result<Vec<CachedAttachment>, CniError> {
         check_id(container_id)?;
