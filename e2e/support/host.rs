@@ -96,9 +96,17 @@ pub fn tagged(tag: &str) -> Vec<Proc> {
         .collect()
 }
 
-/// The one init process of the container tagged `tag`.
+/// The one init process of the container tagged `tag`. A container the CRI
+/// reports running may not have exec'd its command yet (`crun start` returns
+/// once it released the init, which then execs), so this waits for the
+/// tagged process to appear — and still demands exactly one.
 pub fn container_init(tag: &str) -> Proc {
-    let roots = tagged_roots(tag);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut roots = tagged_roots(tag);
+    while roots.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        roots = tagged_roots(tag);
+    }
     assert_eq!(
         roots.len(),
         1,
