@@ -24,34 +24,13 @@ use std::time::Duration;
 use k8s_cri::v1::{ContainerState, PodSandboxConfig, StatusRequest};
 
 use crate::runtime::Env;
-use crate::support::catalog;
-use crate::support::cri;
 use crate::support::daemon::Berthd;
 use crate::support::pods::{self, RuntimeClient};
-use crate::support::registry::TestRegistry;
-use crate::support::short_tempdir;
 use testnet::TestNet;
 
 /// A registry with busybox, and a daemon whose CNI config dir is `net`'s.
 pub async fn env(net: &TestNet) -> Env {
-    let reg = TestRegistry::start().await;
-    let d = Berthd::start(&format!("{}{}", reg.insecure_yaml(), net.yaml())).await;
-    let mut images = d.image_client().await;
-    let rt = d.runtime_client().await;
-    let busybox = catalog::busybox()
-        .label("berth.e2e", "network")
-        .build()
-        .push_tag(&reg, "test/busybox", "v1")
-        .await;
-    cri::pull_ok(&mut images, &busybox).await;
-    Env {
-        reg,
-        d,
-        images,
-        rt,
-        busybox,
-        logs: short_tempdir("bl"),
-    }
+    Env::with(&net.yaml(), "network").await
 }
 
 /// Starts a busybox container running `script` in the pod and waits until

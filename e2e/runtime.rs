@@ -39,12 +39,18 @@ pub struct Env {
 
 impl Env {
     pub async fn new() -> Env {
+        Env::with("", "runtime").await
+    }
+
+    /// Like [`Env::new`], with `extra` daemon YAML (e.g. a `cni:` section)
+    /// and the image labelled `berth.e2e=<label>`.
+    pub async fn with(extra: &str, label: &str) -> Env {
         let reg = TestRegistry::start().await;
-        let d = Berthd::start(&reg.insecure_yaml()).await;
+        let d = Berthd::start(&format!("{}{extra}", reg.insecure_yaml())).await;
         let mut images = d.image_client().await;
         let rt = d.runtime_client().await;
         let busybox = catalog::busybox()
-            .label("berth.e2e", "runtime")
+            .label("berth.e2e", label)
             .build()
             .push_tag(&reg, "test/busybox", "v1")
             .await;
