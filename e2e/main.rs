@@ -4,6 +4,7 @@
 //! Must run as root.
 
 mod daemon_basics;
+mod docker;
 mod harness;
 mod images;
 mod network;

@@ -40,6 +40,7 @@ pub async fn run(config: Config) -> Result<()> {
     info!(socket = %config.cri.socket.display(), "serving CRI");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (docker_socket, docker_tasks) = start_docker(&config, &engine, &stop_rx).await?;
     let metrics = start_metrics(&config, &engine, &stop_rx).await?;
     let (streaming, streaming_task) = start_streaming(&config, &engine, &stop_rx).await?;
     let server = tonic::transport::Server::builder()
@@ -88,6 +89,12 @@ pub async fn run(config: Config) -> Result<()> {
             metrics.abort();
         }
     }
+    for mut t in docker_tasks {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
+            t.abort();
+        }
+    }
+    drop(docker_socket);
     drop(cri_socket);
     info!("stopped");
     Ok(())
@@ -159,6 +166,49 @@ async fn start_streaming(
         }
     });
     Ok((streaming, task))
+}
+
+/// Serves the Docker API on `docker.socket`, and on `docker.tcp` with TLS
+/// client verification when configured, until `stop` turns true.
+async fn start_docker(
+    config: &Config,
+    engine: &Arc<Engine>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(SocketFile, Vec<tokio::task::JoinHandle<()>>)> {
+    let docker = crate::docker::Docker::new(engine.clone());
+    let router = crate::docker::router(docker.clone());
+    let stopped = |stop: &tokio::sync::watch::Receiver<bool>| {
+        let mut rx = stop.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = vec![tokio::spawn(crate::docker::watch::run(
+        docker.clone(),
+        stopped(stop),
+    ))];
+    if let Some(addr) = &config.docker.tcp {
+        let acceptor = crate::docker::serve::tls_acceptor(&config.docker.tls)
+            .with_context(|| format!("refusing docker.tcp {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("failed to listen on docker.tcp {addr}"))?;
+        info!(address = %addr, "serving Docker API over TLS");
+        tasks.push(tokio::spawn(crate::docker::serve::tcp_tls(
+            listener,
+            acceptor,
+            router.clone(),
+            stopped(stop),
+        )));
+    }
+    let (file, listener) = SocketFile::bind(&config.docker.socket)?;
+    info!(socket = %config.docker.socket.display(), "serving Docker API");
+    tasks.push(tokio::spawn(crate::docker::serve::unix(
+        listener,
+        router,
+        stopped(stop),
+    )));
+    Ok((file, tasks))
 }
 
 /// Holds `<root>/berthd.lock` so that a second daemon on the same root refuses to start.

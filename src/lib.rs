@@ -1,10 +1,12 @@
 //! berth: a Kubernetes CRI runtime that also speaks the Docker Engine API.
 #![deny(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod cgroups;
 pub mod config;
 pub mod cri;
 pub mod daemon;
+pub mod docker;
 pub mod engine;
 pub mod image;
 pub mod metrics;

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod cri;
 pub mod daemon;
+pub mod docker;
 pub mod host;
 pub mod images;
 pub mod layers;

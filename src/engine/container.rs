@@ -25,6 +25,20 @@ impl Engine {
         pod_id: &str,
         config: ContainerConfig,
     ) -> Result<String, Error> {
+        self.create_container_as(pod_id, config, new_id()).await
+    }
+
+    /// [`Engine::create_container`] with a chosen id (Docker names a
+    /// container's hostname after its id before the container exists).
+    pub async fn create_container_as(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+        id: String,
+    ) -> Result<String, Error> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidArgument(format!("bad container id {id:?}")));
+        }
         let pod = self.pod(pod_id)?;
         if pod.state != PodState::Ready {
             return Err(Error::FailedPrecondition(format!(
@@ -61,7 +75,6 @@ impl Engine {
         })?;
         let image_config = self.images.config(&image).await?;
 
-        let id = new_id();
         let log_path = match (&pod.config.log_directory, &config.log_path) {
             (d, p) if !d.is_empty() && !p.is_empty() => Some(PathBuf::from(d).join(p)),
             _ => None,
@@ -89,6 +102,7 @@ impl Engine {
             pid: None,
             monitor: None,
             cgroups_path: self.cgroups_path(&pod.cgroup_parent, &id),
+            paused: false,
         };
         self.images.hold_snapshots(&id, rec.snapshots.clone());
         let lowers: Vec<PathBuf> = rec
@@ -180,6 +194,7 @@ impl Engine {
         };
         self.put_container(&rec)?;
         info!(container = %id, pod = %pod_id, name = %meta.name, "created container");
+        self.emit_container("create", &rec, &[]);
         Ok(id)
     }
 
@@ -213,6 +228,7 @@ impl Engine {
         }
         rec.started_at = started;
         self.put_container(&rec)?;
+        self.emit_container("start", &rec, &[]);
         let since_create = (rec.started_at - rec.created_at).max(0) as u64;
         crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
         Ok(())
@@ -263,6 +279,7 @@ impl Engine {
         self.discard_container_files(&rec).await;
         self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
         self.images.release_snapshots(id);
+        self.emit_container("destroy", &rec, &[]);
         // The image went while the container used it: its layers can go now.
         if self.images.resolve(&rec.image_id)?.is_none() {
             if let Err(e) = self.images.gc().await {
@@ -318,7 +335,10 @@ impl Engine {
                 rec.started_at = rec.finished_at;
             }
             rec.state = ContainerState::Exited;
+            rec.paused = false;
             self.put_container(&rec)?;
+            let code = rec.exit_code.to_string();
+            self.emit_container("die", &rec, &[("exitCode", &code)]);
         }
         Ok(Some(rec))
     }
@@ -369,6 +389,13 @@ impl Engine {
     }
 
     async fn stop_signal(&self, rec: &ContainerRecord) -> String {
+        if let Some(s) = rec
+            .config
+            .annotations
+            .get(super::docker::STOP_SIGNAL_ANNOTATION)
+        {
+            return s.trim_start_matches("SIG").to_string();
+        }
         let from_image = match self.images.resolve(&rec.image_id) {
             Ok(Some(img)) => self
                 .images
@@ -411,9 +438,12 @@ impl Engine {
             })?;
         let monitor = child.id().and_then(|p| ProcessId::of(p as i32));
         let stdout = child.stdout.take().expect("piped");
-        // Reap the monitor whenever it ends; after a daemon restart init does it.
+        // Reap the monitor whenever it ends (after a daemon restart init
+        // does it) and tell watchers: the exit file is written by then.
+        let (exits, id) = (self.monitor_exits.clone(), cfg.id.clone());
         tokio::spawn(async move {
             let _ = child.wait().await;
+            let _ = exits.send(id);
         });
         let mut line = String::new();
         let mut reader = tokio::io::BufReader::new(stdout);

@@ -6,6 +6,8 @@
 //! the sockets opened.
 
 pub mod container;
+pub mod docker;
+pub mod events;
 pub mod exec;
 pub mod oci;
 pub mod pod;
@@ -136,6 +138,11 @@ pub struct Engine {
     /// One mutation at a time per pod or container id.
     locks: KeyedLocks,
     cpu_samples: stats::CpuSamples,
+    /// Container and image events (Docker's `/events`).
+    pub events: events::Events,
+    /// Ids of containers (and pods' infra) whose monitor this daemon started
+    /// has just exited: the exit is recorded.
+    pub monitor_exits: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Engine {
@@ -190,6 +197,8 @@ impl Engine {
             network,
             locks: KeyedLocks::default(),
             cpu_samples: stats::CpuSamples::default(),
+            events: events::Events::default(),
+            monitor_exits: tokio::sync::broadcast::channel(256).0,
         };
         if let Some(p) = engine.runtime_problem() {
             warn!("containers cannot run on this host: {p}");

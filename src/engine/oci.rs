@@ -49,6 +49,11 @@ impl OciRuntime {
         })
     }
 
+    /// Runs a subcommand that only needs to succeed (`pause`, `resume`).
+    pub async fn run_simple(&self, what: String, args: &[&str]) -> Result<(), Error> {
+        self.run(what, args).await
+    }
+
     /// Starts a created container.
     pub async fn start(&self, id: &str) -> Result<(), Error> {
         self.run(format!("start container {id}"), &["start", id])

@@ -112,7 +112,11 @@ impl Engine {
             rec.resolv_conf = Some(files.resolv_conf);
             rec.hostname_file = Some(files.hostname);
             rec.shm = files.shm;
-            if let Some(netns) = rec.netns.clone() {
+            let cni = config
+                .annotations
+                .get(super::docker::NETWORK_ANNOTATION)
+                .is_none_or(|n| n != "none");
+            if let Some(netns) = rec.netns.clone().filter(|_| cni) {
                 let ips = self.attach_network(&id, &netns, &config).await?;
                 rec.network_attached = true;
                 rec.ips = ips.iter().map(|ip| ip.to_string()).collect();

@@ -115,6 +115,9 @@ pub struct ContainerRecord {
     /// The monitor that holds the container's stdio and records its exit.
     pub monitor: Option<ProcessId>,
     pub cgroups_path: String,
+    /// Frozen by `pause` (the OCI runtime's freezer); still `Running`.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl ContainerRecord {

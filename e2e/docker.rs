@@ -1,0 +1,13 @@
+//! The Docker API façade end to end: the real `docker` CLI (and `bollard`)
+//! against a real berthd, with images from a loopback registry and real
+//! containers under crun.
+
+mod attach;
+mod containers;
+mod cp;
+mod exec;
+mod images;
+mod logs;
+mod network;
+mod run;
+mod stats;

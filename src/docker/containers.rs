@@ -1,0 +1,649 @@
+//! Container life cycle routes: list, inspect, start, stop, restart, kill,
+//! wait, delete, rename, pause/unpause, update, prune.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::warn;
+
+use super::create::{names, stored_request, valid_name};
+use super::error::{flag, DockerJson, Query};
+use super::events::{async_stream, parse_filters};
+use super::model;
+use super::{ApiError, Shared};
+use crate::engine::docker::OWNER_LABEL;
+use crate::engine::records::{ContainerRecord, ContainerState};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/containers/json", get(list))
+        .route("/containers/prune", post(prune))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/unpause", post(unpause))
+        .route("/containers/{id}/update", post(update))
+        .route("/containers/{id}", delete(remove))
+}
+
+/// True when berth's Docker façade made this container (a one-container pod).
+pub fn docker_owned(d: &Shared, rec: &ContainerRecord) -> bool {
+    d.engine.pod(&rec.pod_id).is_ok_and(|p| {
+        p.config
+            .labels
+            .get(OWNER_LABEL)
+            .is_some_and(|o| o == "docker")
+    })
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    all: Option<String>,
+    limit: Option<i64>,
+    size: Option<String>,
+    filters: Option<String>,
+}
+
+fn list_filter(
+    d: &Shared,
+    rec: &ContainerRecord,
+    f: &HashMap<String, Vec<String>>,
+    all: &[ContainerRecord],
+) -> Result<bool, ApiError> {
+    let name = d.engine.container_name(rec);
+    let any = |key: &str, test: &dyn Fn(&str) -> bool| {
+        f.get(key)
+            .is_none_or(|v| v.is_empty() || v.iter().any(|x| test(x)))
+    };
+    for key in f.keys() {
+        if ![
+            "id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
+            "volume", "health", "is-task", "publish", "expose",
+        ]
+        .contains(&key.as_str())
+        {
+            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+        }
+    }
+    if let Some(st) = f.get("status") {
+        for s in st {
+            if ![
+                "created",
+                "restarting",
+                "running",
+                "removing",
+                "paused",
+                "exited",
+                "dead",
+            ]
+            .contains(&s.as_str())
+            {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'status={s}'"
+                )));
+            }
+        }
+    }
+    let created_of = |key: &str| -> Result<Option<i64>, ApiError> {
+        let Some(v) = f.get(key).and_then(|v| v.first()) else {
+            return Ok(None);
+        };
+        let hit = all
+            .iter()
+            .find(|c| c.id.starts_with(v.as_str()) || d.engine.container_name(c) == *v)
+            .ok_or_else(|| ApiError::not_found(format!("No such container: {v}")))?;
+        Ok(Some(hit.created_at))
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
+    let image_matches = |want: &str| {
+        let want_id = d
+            .engine
+            .images
+            .resolve(want)
+            .ok()
+            .flatten()
+            .map(|i| i.id.to_string());
+        rec.image_name == want
+            || rec.image_id == want
+            || rec.image_name.starts_with(&format!("{want}:"))
+            || want_id.is_some_and(|id| id == rec.image_id)
+    };
+    Ok(any("id", &|v| rec.id.starts_with(v))
+        && any("name", &|v| {
+            let v = v.trim_start_matches('/');
+            name.contains(v)
+        })
+        && any("label", &|v| match v.split_once('=') {
+            Some((k, val)) => rec.config.labels.get(k).is_some_and(|x| x == val),
+            None => rec.config.labels.contains_key(v),
+        })
+        && any("status", &|v| v == model::state_word(rec))
+        && any("ancestor", &|v| image_matches(v))
+        && any("exited", &|v| {
+            rec.state == ContainerState::Exited && v.parse::<i32>().ok() == Some(rec.exit_code)
+        })
+        && before.is_none_or(|b| rec.created_at < b)
+        && since.is_none_or(|s| rec.created_at > s))
+}
+
+async fn list(
+    State(d): State<Shared>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let f = parse_filters(p.filters.as_deref())?;
+    let mut all = d.engine.containers()?;
+    all.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+    let limit = p.limit.filter(|l| *l > 0);
+    let show_all = flag(&p.all) || limit.is_some();
+    let mut out = vec![];
+    for rec in &all {
+        if !show_all && rec.state != ContainerState::Running {
+            continue;
+        }
+        if !list_filter(&d, rec, &f, &all)? {
+            continue;
+        }
+        out.push(model::summary(&d, rec, flag(&p.size)).await?);
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+struct InspectParams {
+    size: Option<String>,
+}
+
+async fn inspect(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<InspectParams>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = d.container(&id)?;
+    Ok(Json(model::inspect(&d, &rec, flag(&p.size)).await?))
+}
+
+/// Docker's answers for start failures keep the words its CLI maps to exit
+/// codes 126/127 ("executable file not found", "permission denied").
+fn start_error(id: &str, e: crate::engine::Error) -> ApiError {
+    let msg = e.to_string();
+    let lower = msg.to_lowercase();
+    let status = StatusCode::BAD_REQUEST;
+    let detail = if lower.contains("not found in $path")
+        || lower.contains("no such file or directory")
+        || lower.contains("executable file not found")
+    {
+        format!("{msg}: exec: executable file not found in $PATH: no such file or directory")
+    } else if lower.contains("permission denied") {
+        format!("{msg}: permission denied")
+    } else {
+        msg
+    };
+    ApiError::new(
+        status,
+        format!("failed to start container {id}: OCI runtime error: {detail}"),
+    )
+}
+
+async fn start(State(d): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let rec = d.container(&id)?;
+    match rec.state {
+        ContainerState::Running => return Ok(StatusCode::NOT_MODIFIED.into_response()),
+        ContainerState::Created => d
+            .engine
+            .start_container(&rec.id)
+            .await
+            .map_err(|e| start_error(&rec.id, e))?,
+        ContainerState::Exited => d
+            .engine
+            .restart_container(&rec.id)
+            .await
+            .map_err(|e| start_error(&rec.id, e))?,
+    }
+    d.watch(&rec.id);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct StopParams {
+    t: Option<i64>,
+    timeout: Option<i64>,
+    signal: Option<String>,
+}
+
+/// The grace period of a stop: the request's, the container's StopTimeout, or 10 s.
+fn stop_timeout(rec: &ContainerRecord, t: Option<i64>) -> Duration {
+    let secs = t
+        .or_else(|| stored_request(rec).and_then(|r| r.stop_timeout))
+        .unwrap_or(10);
+    if secs < 0 {
+        // -1: wait forever, as Docker does; a day is forever enough.
+        Duration::from_secs(86_400)
+    } else {
+        Duration::from_secs(secs as u64)
+    }
+}
+
+/// Stops a running container (unpausing it first); false if it was not running.
+async fn stop_running(d: &Shared, rec: &ContainerRecord, t: Option<i64>) -> Result<bool, ApiError> {
+    if rec.state != ContainerState::Running {
+        return Ok(false);
+    }
+    d.stopped_by_user(&rec.id);
+    if rec.paused {
+        d.engine.set_paused(&rec.id, false).await?;
+    }
+    d.engine
+        .stop_container(&rec.id, stop_timeout(rec, t))
+        .await?;
+    if let Some(r) = d.engine.refreshed(&rec.id)? {
+        d.engine.emit_container("stop", &r, &[]);
+    }
+    Ok(true)
+}
+
+async fn stop(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<StopParams>,
+) -> Result<Response, ApiError> {
+    let rec = d.container(&id)?;
+    if p.signal.is_some() {
+        // A custom stop signal for this stop only is rare; berth applies the
+        // container's own and says so rather than ignoring it silently.
+        return Err(ApiError::bad_request(
+            "the signal parameter of stop is not supported; use kill",
+        ));
+    }
+    if !stop_running(&d, &rec, p.t.or(p.timeout)).await? {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn restart(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<StopParams>,
+) -> Result<StatusCode, ApiError> {
+    let rec = d.container(&id)?;
+    stop_running(&d, &rec, p.t.or(p.timeout)).await?;
+    let rec = d.container(&rec.id)?;
+    match rec.state {
+        ContainerState::Created => d.engine.start_container(&rec.id).await,
+        _ => d.engine.restart_container(&rec.id).await,
+    }
+    .map_err(|e| start_error(&rec.id, e))?;
+    if let Some(r) = d.engine.refreshed(&rec.id)? {
+        d.engine.emit_container("restart", &r, &[]);
+    }
+    d.watch(&rec.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct KillParams {
+    signal: Option<String>,
+}
+
+/// `KILL`, `SIGKILL`, `9` → what the OCI runtime accepts.
+fn signal_name(s: &str) -> Result<String, ApiError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok("KILL".into());
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n)
+            .map(|sig| sig.as_str().trim_start_matches("SIG").to_string())
+            .map_err(|_| ApiError::bad_request(format!("Invalid signal: {s}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = format!("SIG{}", up.trim_start_matches("SIG"));
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig.as_str().trim_start_matches("SIG").to_string())
+        .map_err(|_| ApiError::bad_request(format!("Invalid signal: {s}")))
+}
+
+async fn kill(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<KillParams>,
+) -> Result<StatusCode, ApiError> {
+    let rec = d.container(&id)?;
+    let sig = signal_name(p.signal.as_deref().unwrap_or(""))?;
+    if rec.state != ContainerState::Running {
+        return Err(ApiError::conflict(format!(
+            "cannot kill container: {id}: container {} is not running",
+            rec.id
+        )));
+    }
+    if sig == "KILL" || sig == "TERM" || sig == "INT" {
+        d.stopped_by_user(&rec.id);
+    }
+    d.engine.kill_container(&rec.id, &sig).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct WaitParams {
+    condition: Option<String>,
+}
+
+async fn wait(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<WaitParams>,
+) -> Result<Response, ApiError> {
+    let condition = p.condition.unwrap_or_else(|| "not-running".into());
+    if !["not-running", "next-exit", "removed", ""].contains(&condition.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "invalid condition: \"{condition}\""
+        )));
+    }
+    // Subscribed before the state is read, so no exit slips between.
+    let (_, mut rx) = d.engine.events.subscribe();
+    let rec = d.container(&id)?;
+    let id = rec.id.clone();
+    let answer =
+        |code: i64| Bytes::from(format!("{}\n", json!({"StatusCode": code, "Error": null})));
+    let body = async_stream(move |tx| async move {
+        let mut last = i64::from(rec.exit_code);
+        if condition != "removed"
+            && condition != "next-exit"
+            && rec.state != ContainerState::Running
+        {
+            let _ = tx.send(answer(last)).await;
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(ev) if ev.kind == "container" && ev.id == id => {
+                        if ev.action == "die" {
+                            last = ev.attributes.get("exitCode").and_then(|c| c.parse().ok()).unwrap_or(last);
+                            if condition != "removed" {
+                                let _ = tx.send(answer(last)).await;
+                                return;
+                            }
+                        } else if ev.action == "destroy" && condition == "removed" {
+                            let _ = tx.send(answer(last)).await;
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+                _ = tick.tick() => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    // Missed events (a lagging receiver): look at the record.
+                    match d.engine.refreshed(&id) {
+                        Ok(None) if condition == "removed" => {
+                            let _ = tx.send(answer(last)).await;
+                            return;
+                        }
+                        Ok(Some(r)) if r.state == ContainerState::Exited => {
+                            last = i64::from(r.exit_code);
+                            if condition == "not-running" {
+                                let _ = tx.send(answer(last)).await;
+                                return;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    });
+    Ok(([("content-type", "application/json")], body).into_response())
+}
+
+#[derive(Deserialize)]
+struct RemoveParams {
+    force: Option<String>,
+    v: Option<String>,
+}
+
+/// Removes a container: a Docker-made one with its pod (network, files).
+pub async fn remove_container(d: &Shared, rec: &ContainerRecord) -> Result<(), ApiError> {
+    if docker_owned(d, rec) {
+        d.engine.remove_pod_sandbox(&rec.pod_id).await?;
+    } else {
+        d.engine.remove_container(&rec.id).await?;
+    }
+    let logs = d
+        .engine
+        .config
+        .root
+        .join("docker")
+        .join("logs")
+        .join(&rec.id);
+    if logs.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&logs) {
+            warn!(container = %rec.id, error = %e, "failed to remove the log directory");
+        }
+    }
+    Ok(())
+}
+
+async fn remove(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<RemoveParams>,
+) -> Result<StatusCode, ApiError> {
+    let _ = flag(&p.v);
+    let rec = d.container(&id)?;
+    if rec.state == ContainerState::Running && !flag(&p.force) {
+        let state = if rec.paused { "paused" } else { "running" };
+        return Err(ApiError::conflict(format!(
+            "cannot remove container \"/{}\": container is {state}: stop the container before removing or force remove",
+            d.engine.container_name(&rec)
+        )));
+    }
+    d.stopped_by_user(&rec.id);
+    if rec.paused {
+        d.engine.set_paused(&rec.id, false).await?;
+    }
+    remove_container(&d, &rec).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RenameParams {
+    name: Option<String>,
+}
+
+async fn rename(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<RenameParams>,
+) -> Result<StatusCode, ApiError> {
+    let rec = d.container(&id)?;
+    let name = p.name.unwrap_or_default();
+    let name = name.trim_start_matches('/');
+    if !valid_name(name) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    if d.engine.container_name(&rec) == name {
+        return Err(ApiError::bad_request(
+            "Renaming a container with the same name as its current name",
+        ));
+    }
+    if let Some(other) = names(&d)?.get(name) {
+        return Err(ApiError::conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+        )));
+    }
+    d.engine.rename_container(&rec.id, name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_paused(d: &Shared, id: &str, pause: bool) -> Result<StatusCode, ApiError> {
+    let rec = d.container(id)?;
+    if rec.state != ContainerState::Running {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    if rec.paused == pause {
+        return Err(ApiError::conflict(if pause {
+            format!("Container {} is already paused", rec.id)
+        } else {
+            format!("Container {} is not paused", rec.id)
+        }));
+    }
+    d.engine.set_paused(&rec.id, pause).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause(State(d): State<Shared>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    set_paused(&d, &id, true).await
+}
+
+async fn unpause(State(d): State<Shared>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    set_paused(&d, &id, false).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct UpdateBody {
+    memory: i64,
+    memory_swap: i64,
+    nano_cpus: i64,
+    cpu_shares: i64,
+    cpu_quota: i64,
+    cpu_period: i64,
+    cpuset_cpus: String,
+    cpuset_mems: String,
+}
+
+async fn update(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    DockerJson(b): DockerJson<UpdateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = d.container(&id)?;
+    if rec.state == ContainerState::Exited {
+        return Err(ApiError::conflict(format!(
+            "Cannot update container {}: container is not running",
+            rec.id
+        )));
+    }
+    let mut res = rec
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.clone())
+        .unwrap_or_default();
+    if b.memory != 0 {
+        res.memory_limit_in_bytes = b.memory;
+    }
+    if b.memory_swap != 0 {
+        res.memory_swap_limit_in_bytes = b.memory_swap;
+    }
+    if b.cpu_shares != 0 {
+        res.cpu_shares = b.cpu_shares;
+    }
+    if b.nano_cpus != 0 {
+        res.cpu_period = 100_000;
+        res.cpu_quota = b.nano_cpus * 100_000 / 1_000_000_000;
+    }
+    if b.cpu_quota != 0 {
+        res.cpu_quota = b.cpu_quota;
+    }
+    if b.cpu_period != 0 {
+        res.cpu_period = b.cpu_period;
+    }
+    if !b.cpuset_cpus.is_empty() {
+        res.cpuset_cpus = b.cpuset_cpus;
+    }
+    if !b.cpuset_mems.is_empty() {
+        res.cpuset_mems = b.cpuset_mems;
+    }
+    d.engine.update_container_resources(&rec.id, &res).await?;
+    d.engine.set_container_resources(&rec.id, res)?;
+    Ok(Json(json!({"Warnings": []})))
+}
+
+#[derive(Deserialize)]
+struct PruneParams {
+    filters: Option<String>,
+}
+
+async fn prune(
+    State(d): State<Shared>,
+    Query(p): Query<PruneParams>,
+) -> Result<Json<Value>, ApiError> {
+    let f = parse_filters(p.filters.as_deref())?;
+    let until = match f.get("until").and_then(|v| v.first()) {
+        Some(u) => Some(
+            super::time::parse_point(u, super::time::now_nanos())
+                .map_err(|e| ApiError::bad_request(format!("until: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut deleted = vec![];
+    let mut reclaimed = 0u64;
+    for rec in d.engine.containers()? {
+        if rec.state == ContainerState::Running || !docker_owned(&d, &rec) {
+            continue;
+        }
+        if until.is_some_and(|u| rec.created_at >= u) {
+            continue;
+        }
+        let labels_ok = f.get("label").is_none_or(|ls| {
+            ls.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => rec.config.labels.get(k).is_some_and(|x| x == v),
+                None => rec.config.labels.contains_key(l),
+            })
+        });
+        if !labels_ok {
+            continue;
+        }
+        let upper = rec.layer_dir.join("upper");
+        reclaimed += tokio::task::spawn_blocking(move || model::dir_size(&upper))
+            .await
+            .unwrap_or(0);
+        remove_container(&d, &rec).await?;
+        deleted.push(rec.id);
+    }
+    Ok(Json(json!({
+        "ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
+        "SpaceReclaimed": reclaimed,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(signal_name("").unwrap(), "KILL");
+        assert_eq!(signal_name("9").unwrap(), "KILL");
+        assert_eq!(signal_name("SIGTERM").unwrap(), "TERM");
+        assert_eq!(signal_name("hup").unwrap(), "HUP");
+        assert!(signal_name("NOPE").is_err());
+        assert!(signal_name("99").is_err());
+    }
+}

@@ -1,0 +1,808 @@
+//! `POST /containers/create`: a Docker create request becomes a one-container
+//! pod sandbox (its network, hostname, DNS, published ports) and a CRI
+//! container config (command, env, user, mounts, resources, security), made
+//! by the same engine calls CRI uses. The request itself is kept in the
+//! container's annotations, so inspect answers with what the client asked.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use k8s_cri::v1 as cri;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tracing::warn;
+
+use super::error::{DockerJson, Query};
+use super::{ApiError, Shared};
+use crate::engine::docker::{CONFIG_ANNOTATION, NAME_ANNOTATION, NETWORK_ANNOTATION, OWNER_LABEL};
+use crate::engine::records::new_id;
+
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/containers/create", post(create))
+}
+
+/// The parts of Docker's `ContainerCreateRequest` berth acts on; the whole
+/// request is stored as given.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub exposed_ports: Option<HashMap<String, Value>>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<StrOrVec>,
+    pub entrypoint: Option<StrOrVec>,
+    pub image: String,
+    pub labels: Option<HashMap<String, String>>,
+    pub working_dir: String,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    pub network_disabled: bool,
+    pub host_config: HostConfig,
+}
+
+/// `Cmd`/`Entrypoint` may be a string (old clients) or a list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StrOrVec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StrOrVec {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            StrOrVec::One(s) => vec![s.clone()],
+            StrOrVec::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
+    pub publish_all_ports: bool,
+    pub auto_remove: bool,
+    pub network_mode: String,
+    pub mounts: Option<Vec<MountSpec>>,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub extra_hosts: Option<Vec<String>>,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub sysctls: Option<HashMap<String, String>>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub runtime: String,
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    pub group_add: Option<Vec<String>>,
+    pub security_opt: Option<Vec<String>>,
+    pub tmpfs: Option<HashMap<String, String>>,
+    pub oom_score_adj: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountSpec {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    pub bind_options: Option<BindOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BindOptions {
+    pub propagation: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Deserialize)]
+struct Params {
+    name: Option<String>,
+}
+
+/// The stored create request of a Docker-made container.
+pub fn stored_request(rec: &crate::engine::records::ContainerRecord) -> Option<CreateRequest> {
+    rec.config
+        .annotations
+        .get(CONFIG_ANNOTATION)
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, as Docker allows.
+pub fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// A Docker-style `adjective_name` that no container has yet.
+fn generate_name(taken: &dyn Fn(&str) -> bool) -> String {
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fervent", "gallant", "happy", "jolly", "keen", "lucid",
+        "modest", "nifty", "quirky", "serene", "stoic", "tender", "vigilant", "wizardly", "zen",
+    ];
+    const NAMES: &[&str] = &[
+        "babbage", "curie", "darwin", "euler", "fermat", "galois", "hopper", "kepler", "lovelace",
+        "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak",
+    ];
+    let r = new_id();
+    let n = |i: usize| usize::from_str_radix(&r[i..i + 4], 16).unwrap_or(0);
+    let base = format!("{}_{}", ADJ[n(0) % ADJ.len()], NAMES[n(4) % NAMES.len()]);
+    if !taken(&base) {
+        return base;
+    }
+    (1..)
+        .map(|i| format!("{base}{i}"))
+        .find(|c| !taken(c))
+        .expect("some suffix is free")
+}
+
+/// The container name → id of every container, for conflict checks.
+pub fn names(d: &Shared) -> Result<HashMap<String, String>, ApiError> {
+    Ok(d.engine
+        .containers()?
+        .iter()
+        .map(|c| (d.engine.container_name(c), c.id.clone()))
+        .collect())
+}
+
+async fn create(
+    State(d): State<Shared>,
+    Query(p): Query<Params>,
+    DockerJson(body): DockerJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: CreateRequest = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
+    if req.image.is_empty() {
+        return Err(ApiError::bad_request("config must name an Image"));
+    }
+    let taken = names(&d)?;
+    let name = match p.name.as_deref().map(|n| n.trim_start_matches('/')) {
+        Some(n) if !n.is_empty() => {
+            if !valid_name(n) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+            if let Some(id) = taken.get(n) {
+                return Err(ApiError::conflict(format!(
+                    "Conflict. The container name \"/{n}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            n.to_string()
+        }
+        _ => generate_name(&|c| taken.contains_key(c)),
+    };
+    let image = d
+        .engine
+        .images
+        .resolve(&req.image)?
+        .ok_or_else(|| ApiError::not_found(format!("No such image: {}", req.image)))?;
+    let image_config = d.engine.images.config(&image).await?;
+    let id = new_id();
+    let log_dir = d.engine.config.root.join("docker").join("logs").join(&id);
+    let (pod_cfg, mut warnings) = pod_config(&d, &req, &name, &id, &log_dir)?;
+    let ctr_cfg = container_config(&d, &req, &name, &body, &image_config)?;
+    let handler = req.host_config.runtime.clone();
+    let pod_id = d.engine.run_pod_sandbox(pod_cfg, &handler).await?;
+    if let Some(hosts) = req
+        .host_config
+        .extra_hosts
+        .as_ref()
+        .filter(|h| !h.is_empty())
+    {
+        if let Err(e) = add_hosts(&d, &pod_id, hosts) {
+            let _ = d.engine.remove_pod_sandbox(&pod_id).await;
+            return Err(e);
+        }
+    }
+    match d
+        .engine
+        .create_container_as(&pod_id, ctr_cfg, id.clone())
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            if let Err(re) = d.engine.remove_pod_sandbox(&pod_id).await {
+                warn!(pod = %pod_id, error = %re, "failed to remove the pod of a failed create");
+            }
+            return Err(e.into());
+        }
+    }
+    if req.host_config.memory > 0
+        && !d.engine.host.swap_accounting
+        && req.host_config.memory_swap > 0
+    {
+        warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".into());
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": id, "Warnings": warnings})),
+    ))
+}
+
+/// `ExtraHosts` (`host:ip` or `host=ip`) appended to the pod's /etc/hosts.
+fn add_hosts(d: &Shared, pod_id: &str, hosts: &[String]) -> Result<(), ApiError> {
+    let mut lines = String::new();
+    for h in hosts {
+        let (name, ip) = h
+            .split_once('=')
+            .or_else(|| h.split_once(':'))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("invalid extra host {h:?}: want host:ip"))
+            })?;
+        let ip = if ip == "host-gateway" {
+            "127.0.0.1"
+        } else {
+            ip
+        };
+        ip.parse::<std::net::IpAddr>().map_err(|_| {
+            ApiError::bad_request(format!("invalid IP address in extra host {h:?}"))
+        })?;
+        lines.push_str(&format!("{ip}\t{name}\n"));
+    }
+    d.engine.append_pod_hosts(pod_id, &lines)?;
+    Ok(())
+}
+
+/// A free TCP port on `ip` for a binding without a host port.
+fn free_port(ip: &str) -> Result<i32, ApiError> {
+    let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
+    let l = TcpListener::bind((ip, 0))
+        .map_err(|e| ApiError::internal(format!("failed to find a free port on {ip}: {e}")))?;
+    Ok(l.local_addr().map(|a| a.port() as i32).unwrap_or(0))
+}
+
+/// `80/tcp` → (80, TCP).
+fn parse_port(spec: &str) -> Result<(i32, cri::Protocol), ApiError> {
+    let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let proto = match proto {
+        "tcp" => cri::Protocol::Tcp,
+        "udp" => cri::Protocol::Udp,
+        "sctp" => cri::Protocol::Sctp,
+        other => return Err(ApiError::bad_request(format!("invalid proto: {other}"))),
+    };
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| ApiError::bad_request(format!("invalid port: {spec}")))?;
+    Ok((i32::from(port), proto))
+}
+
+/// The published ports, with free ports chosen where the client left them
+/// empty; returns the resolved bindings too (kept for inspect).
+pub fn port_mappings(req: &CreateRequest) -> Result<Vec<cri::PortMapping>, ApiError> {
+    let mut out = vec![];
+    let hc = &req.host_config;
+    let mut specs: Vec<(String, Vec<PortBinding>)> = hc
+        .port_bindings
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+        .collect();
+    if hc.publish_all_ports {
+        for k in req.exposed_ports.iter().flatten().map(|(k, _)| k) {
+            if !specs.iter().any(|(s, _)| s == k) {
+                specs.push((k.clone(), vec![PortBinding::default()]));
+            }
+        }
+    }
+    specs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (spec, bindings) in specs {
+        let (container_port, proto) = parse_port(&spec)?;
+        for b in bindings {
+            let host_port = if b.host_port.is_empty() {
+                free_port(&b.host_ip)?
+            } else {
+                let (lo, _) = b.host_port.split_once('-').unwrap_or((&b.host_port, ""));
+                lo.parse::<u16>().map(i32::from).map_err(|_| {
+                    ApiError::bad_request(format!("invalid host port: {}", b.host_port))
+                })?
+            };
+            let host_ip = if b.host_ip == "0.0.0.0" {
+                String::new()
+            } else {
+                b.host_ip.clone()
+            };
+            out.push(cri::PortMapping {
+                protocol: proto as i32,
+                container_port,
+                host_port,
+                host_ip,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn pod_config(
+    d: &Shared,
+    req: &CreateRequest,
+    name: &str,
+    id: &str,
+    log_dir: &Path,
+) -> Result<(cri::PodSandboxConfig, Vec<String>), ApiError> {
+    let hc = &req.host_config;
+    let warnings = vec![];
+    let network = match hc.network_mode.as_str() {
+        "" | "default" | "bridge" => cri::NamespaceMode::Pod,
+        "host" => cri::NamespaceMode::Node,
+        "none" => cri::NamespaceMode::Pod,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "network mode {other:?} is not supported (use default, bridge, host or none)"
+            )))
+        }
+    };
+    let no_cni = hc.network_mode == "none" || req.network_disabled;
+    let pid = match hc.pid_mode.as_str() {
+        "" => cri::NamespaceMode::Container,
+        "host" => cri::NamespaceMode::Node,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "pid mode {other:?} is not supported"
+            )))
+        }
+    };
+    let ipc = match hc.ipc_mode.as_str() {
+        "" | "private" | "shareable" => cri::NamespaceMode::Pod,
+        "host" => cri::NamespaceMode::Node,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "ipc mode {other:?} is not supported"
+            )))
+        }
+    };
+    let hostname = if network == cri::NamespaceMode::Node {
+        String::new()
+    } else if req.hostname.is_empty() {
+        id[..12].to_string()
+    } else {
+        req.hostname.clone()
+    };
+    let dns =
+        (hc.dns.is_some() || hc.dns_search.is_some() || hc.dns_options.is_some()).then(|| {
+            cri::DnsConfig {
+                servers: hc.dns.clone().unwrap_or_default(),
+                searches: hc.dns_search.clone().unwrap_or_default(),
+                options: hc.dns_options.clone().unwrap_or_default(),
+            }
+        });
+    let ports = if network == cri::NamespaceMode::Node || no_cni {
+        vec![]
+    } else {
+        port_mappings(req)?
+    };
+    let mut annotations = HashMap::new();
+    if no_cni {
+        annotations.insert(NETWORK_ANNOTATION.to_string(), "none".to_string());
+    }
+    let _ = d;
+    Ok((
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.to_string(),
+                uid: id.to_string(),
+                namespace: "docker".into(),
+                attempt: 0,
+            }),
+            hostname,
+            log_directory: log_dir.to_string_lossy().into_owned(),
+            dns_config: dns,
+            port_mappings: ports,
+            labels: HashMap::from([(OWNER_LABEL.to_string(), "docker".to_string())]),
+            annotations,
+            linux: Some(cri::LinuxPodSandboxConfig {
+                sysctls: hc.sysctls.clone().unwrap_or_default(),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: network as i32,
+                        pid: pid as i32,
+                        ipc: ipc as i32,
+                        ..Default::default()
+                    }),
+                    privileged: hc.privileged,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        warnings,
+    ))
+}
+
+/// `uid[:gid]` or `name[:gid]` → the CRI user fields.
+fn apply_user(user: &str, sc: &mut cri::LinuxContainerSecurityContext) -> Result<(), ApiError> {
+    if user.is_empty() {
+        return Ok(());
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    match u.parse::<i64>() {
+        Ok(uid) => sc.run_as_user = Some(cri::Int64Value { value: uid }),
+        Err(_) => sc.run_as_username = u.to_string(),
+    }
+    if let Some(g) = g {
+        let gid = g.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "unable to find group {g}: group names in User are not supported, use a numeric gid"
+            ))
+        })?;
+        sc.run_as_group = Some(cri::Int64Value { value: gid });
+    }
+    Ok(())
+}
+
+/// A named volume's directory, made on first use (`<root>/volumes/<name>/_data`).
+fn volume_dir(d: &Shared, name: &str) -> Result<PathBuf, ApiError> {
+    if !valid_name(name) {
+        return Err(ApiError::bad_request(format!(
+            "invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    let dir = d
+        .engine
+        .config
+        .root
+        .join("volumes")
+        .join(name)
+        .join("_data");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::internal(format!("failed to create volume {name}: {e}")))?;
+    Ok(dir)
+}
+
+fn propagation(p: &str) -> Result<i32, ApiError> {
+    Ok(match p {
+        "" | "rprivate" | "private" => cri::MountPropagation::PropagationPrivate,
+        "rslave" | "slave" => cri::MountPropagation::PropagationHostToContainer,
+        "rshared" | "shared" => cri::MountPropagation::PropagationBidirectional,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid propagation mode: {other}"
+            )))
+        }
+    } as i32)
+}
+
+/// `-v src:dst[:opts]` and `--mount` entries → CRI mounts.
+fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>, ApiError> {
+    let mut out = vec![];
+    for b in req.host_config.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, t] => (*s, *t, ""),
+            [s, t, o] => (*s, *t, *o),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid volume specification: '{b}'"
+                )))
+            }
+        };
+        if !dst.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{b}': invalid mount config: mount path must be absolute"
+            )));
+        }
+        let host = if src.starts_with('/') {
+            if !Path::new(src).exists() {
+                std::fs::create_dir_all(src).map_err(|e| {
+                    ApiError::bad_request(format!("failed to create bind source {src}: {e}"))
+                })?;
+            }
+            PathBuf::from(src)
+        } else {
+            volume_dir(d, src)?
+        };
+        let mut readonly = false;
+        let mut prop = String::new();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => readonly = true,
+                "rw" => readonly = false,
+                "z" | "Z" | "nocopy" => {}
+                p => {
+                    propagation(p)?;
+                    prop = p.to_string();
+                }
+            }
+        }
+        out.push(cri::Mount {
+            container_path: dst.to_string(),
+            host_path: host.to_string_lossy().into_owned(),
+            readonly,
+            propagation: propagation(&prop)?,
+            ..Default::default()
+        });
+    }
+    for m in req.host_config.mounts.iter().flatten() {
+        let host = match m.kind.as_str() {
+            "bind" => {
+                if !Path::new(&m.source).is_absolute() || !Path::new(&m.source).exists() {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                PathBuf::from(&m.source)
+            }
+            "volume" => {
+                let name = if m.source.is_empty() {
+                    new_id()
+                } else {
+                    m.source.clone()
+                };
+                volume_dir(d, &name)?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "mount type {other:?} is not supported (bind and volume are)"
+                )))
+            }
+        };
+        let prop = m
+            .bind_options
+            .as_ref()
+            .map(|b| b.propagation.as_str())
+            .unwrap_or("");
+        out.push(cri::Mount {
+            container_path: m.target.clone(),
+            host_path: host.to_string_lossy().into_owned(),
+            readonly: m.read_only,
+            propagation: propagation(prop)?,
+            ..Default::default()
+        });
+    }
+    if req
+        .host_config
+        .tmpfs
+        .as_ref()
+        .is_some_and(|t| !t.is_empty())
+    {
+        return Err(ApiError::bad_request("tmpfs mounts are not supported"));
+    }
+    Ok(out)
+}
+
+fn container_config(
+    d: &Shared,
+    req: &CreateRequest,
+    name: &str,
+    body: &Value,
+    image: &oci_spec::image::ImageConfiguration,
+) -> Result<cri::ContainerConfig, ApiError> {
+    let hc = &req.host_config;
+    // Docker: an explicit entrypoint drops the image's Cmd; `--entrypoint ""`
+    // clears the image's entrypoint and runs Cmd.
+    let (command, args) = match req.entrypoint.as_ref().map(|e| e.to_vec()) {
+        Some(ep) if ep.iter().all(|s| s.is_empty()) => {
+            let cmd = req.cmd.as_ref().map(|c| c.to_vec()).unwrap_or_else(|| {
+                image
+                    .config()
+                    .as_ref()
+                    .and_then(|c| c.cmd().clone())
+                    .unwrap_or_default()
+            });
+            (cmd, vec![])
+        }
+        Some(ep) => (ep, req.cmd.as_ref().map(|c| c.to_vec()).unwrap_or_default()),
+        None => (
+            vec![],
+            req.cmd.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
+        ),
+    };
+    let envs = req
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| cri::KeyValue {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect();
+    let mut sc = cri::LinuxContainerSecurityContext {
+        privileged: hc.privileged,
+        readonly_rootfs: hc.readonly_rootfs,
+        capabilities: Some(cri::Capability {
+            add_capabilities: hc.cap_add.clone().unwrap_or_default(),
+            drop_capabilities: hc.cap_drop.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        seccomp: Some(cri::SecurityProfile {
+            profile_type: if hc.privileged {
+                cri::security_profile::ProfileType::Unconfined
+            } else {
+                cri::security_profile::ProfileType::RuntimeDefault
+            } as i32,
+            ..Default::default()
+        }),
+        supplemental_groups: hc
+            .group_add
+            .iter()
+            .flatten()
+            .map(|g| {
+                g.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("group names in GroupAdd are not supported: {g}"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        ..Default::default()
+    };
+    for o in hc.security_opt.iter().flatten() {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                sc.no_new_privs = true
+            }
+            "seccomp=unconfined" | "seccomp:unconfined" => {
+                sc.seccomp = Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+                    ..Default::default()
+                })
+            }
+            "apparmor=unconfined" | "apparmor:unconfined" | "label=disable" | "label:disable" => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "security option {other:?} is not supported"
+                )))
+            }
+        }
+    }
+    apply_user(&req.user, &mut sc)?;
+    let (mut cpu_period, mut cpu_quota) = (hc.cpu_period, hc.cpu_quota);
+    if hc.nano_cpus > 0 {
+        if hc.cpu_quota > 0 || hc.cpu_period > 0 {
+            return Err(ApiError::bad_request(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+            ));
+        }
+        cpu_period = 100_000;
+        cpu_quota = hc.nano_cpus * cpu_period / 1_000_000_000;
+    }
+    let resources = cri::LinuxContainerResources {
+        cpu_period,
+        cpu_quota,
+        cpu_shares: hc.cpu_shares,
+        memory_limit_in_bytes: hc.memory,
+        memory_swap_limit_in_bytes: hc.memory_swap,
+        cpuset_cpus: hc.cpuset_cpus.clone(),
+        cpuset_mems: hc.cpuset_mems.clone(),
+        oom_score_adj: hc.oom_score_adj,
+        ..Default::default()
+    };
+    let mut annotations = HashMap::from([
+        (NAME_ANNOTATION.to_string(), name.to_string()),
+        (CONFIG_ANNOTATION.to_string(), body.to_string()),
+    ]);
+    if let Some(s) = req.stop_signal.as_ref().filter(|s| !s.is_empty()) {
+        annotations.insert(
+            crate::engine::docker::STOP_SIGNAL_ANNOTATION.into(),
+            s.clone(),
+        );
+    }
+    Ok(cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: req.image.clone(),
+            ..Default::default()
+        }),
+        command,
+        args,
+        working_dir: req.working_dir.clone(),
+        envs,
+        mounts: mounts(d, req)?,
+        labels: req.labels.clone().unwrap_or_default(),
+        annotations,
+        log_path: "container.log".into(),
+        stdin: req.open_stdin,
+        stdin_once: req.stdin_once,
+        tty: req.tty,
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(resources),
+            security_context: Some(sc),
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_docker_rules() {
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-web"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+        let n = generate_name(&|_| false);
+        assert!(valid_name(&n) && n.contains('_'), "{n}");
+        let taken = n.clone();
+        assert_ne!(generate_name(&|c| c == taken), "");
+    }
+
+    #[test]
+    fn ports_and_users() {
+        assert_eq!(parse_port("80/tcp").unwrap(), (80, cri::Protocol::Tcp));
+        assert_eq!(parse_port("53/udp").unwrap(), (53, cri::Protocol::Udp));
+        assert!(parse_port("x/tcp").is_err());
+        let req: CreateRequest = serde_json::from_value(json!({
+            "Image": "busybox",
+            "ExposedPorts": {"80/tcp": {}},
+            "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}}
+        }))
+        .unwrap();
+        let m = port_mappings(&req).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].container_port, m[0].host_port, m[0].host_ip.as_str()),
+            (80, 8080, "127.0.0.1")
+        );
+        let mut sc = cri::LinuxContainerSecurityContext::default();
+        apply_user("1000:50", &mut sc).unwrap();
+        assert_eq!(sc.run_as_user.unwrap().value, 1000);
+        assert_eq!(sc.run_as_group.unwrap().value, 50);
+        let mut sc = cri::LinuxContainerSecurityContext::default();
+        apply_user("nobody", &mut sc).unwrap();
+        assert_eq!(sc.run_as_username, "nobody");
+        assert!(apply_user("1:wheel", &mut sc).is_err());
+    }
+
+    #[test]
+    fn cmd_may_be_a_string() {
+        let req: CreateRequest =
+            serde_json::from_value(json!({"Image": "x", "Cmd": "echo hi", "Entrypoint": null}))
+                .unwrap();
+        assert_eq!(req.cmd.unwrap().to_vec(), vec!["echo hi"]);
+        assert!(req.entrypoint.is_none());
+    }
+}

@@ -1,0 +1,230 @@
+//! Operations the Docker façade needs beyond CRI's life cycle: names, starting
+//! an exited container again, pause/unpause, kill with a signal, rename, and
+//! the events every container change publishes.
+//!
+//! A Docker container is a one-container pod sandbox labelled
+//! [`OWNER_LABEL`]`=docker`; its Docker name and create request live in the
+//! container's annotations, so CRI sees an ordinary pod and container.
+
+use std::path::PathBuf;
+
+use tracing::info;
+
+use super::container::blocking;
+use super::events::Event;
+use super::records::{ContainerRecord, ContainerState, PodRecord};
+use super::{rootfs, Engine, Error};
+use crate::monitor::MonitorConfig;
+
+/// Pod label naming the front door that made the pod (`docker`).
+pub const OWNER_LABEL: &str = "io.berth.owner";
+/// Container annotation: the Docker name, without the leading `/`.
+pub const NAME_ANNOTATION: &str = "io.berth.docker.name";
+/// Container annotation: the Docker create request (JSON), as received.
+pub const CONFIG_ANNOTATION: &str = "io.berth.docker.config";
+/// Container annotation: the signal that stops it (`SIGQUIT`, `9`), over the image's.
+pub const STOP_SIGNAL_ANNOTATION: &str = "io.berth.stop-signal";
+/// Pod annotation: `none` = a network namespace with only loopback (no CNI).
+pub const NETWORK_ANNOTATION: &str = "io.berth.network";
+
+impl Engine {
+    /// The Docker name of a container: its own, or for a container made
+    /// through CRI the dockershim form `k8s_<ctr>_<pod>_<ns>_<uid>_<attempt>`.
+    pub fn container_name(&self, rec: &ContainerRecord) -> String {
+        if let Some(n) = rec.config.annotations.get(NAME_ANNOTATION) {
+            return n.clone();
+        }
+        let pod = self.pod(&rec.pod_id).ok();
+        dockershim_name(rec, pod.as_ref())
+    }
+
+    /// Publishes a container event with Docker's attributes (name, image, labels).
+    pub(crate) fn emit_container(
+        &self,
+        action: &str,
+        rec: &ContainerRecord,
+        extra: &[(&str, &str)],
+    ) {
+        let mut ev = Event::new("container", action, &rec.id)
+            .with("name", self.container_name(rec))
+            .with("image", &rec.image_name);
+        for (k, v) in &rec.config.labels {
+            ev = ev.with(k, v);
+        }
+        for (k, v) in extra {
+            ev = ev.with(*k, *v);
+        }
+        self.events.emit(ev);
+    }
+
+    /// Renames a container (the Docker name annotation).
+    pub async fn rename_container(&self, id: &str, name: &str) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let mut rec = self.container(id)?;
+        let old = self.container_name(&rec);
+        rec.config
+            .annotations
+            .insert(NAME_ANNOTATION.into(), name.to_string());
+        self.put_container(&rec)?;
+        self.emit_container("rename", &rec, &[("oldName", &format!("/{old}"))]);
+        Ok(())
+    }
+
+    /// Sends `signal` (a name like `TERM` or a number) to a running container's init.
+    pub async fn kill_container(&self, id: &str, signal: &str) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let rec = self.running(id)?;
+        self.oci(&rec.runtime_handler)?
+            .kill(id, signal, false)
+            .await?;
+        let sig = signal.trim_start_matches("SIG").to_string();
+        self.emit_container("kill", &rec, &[("signal", &sig)]);
+        Ok(())
+    }
+
+    /// Freezes (`pause = true`) or thaws a running container.
+    pub async fn set_paused(&self, id: &str, pause: bool) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let mut rec = self.running(id)?;
+        if rec.paused == pause {
+            return Err(Error::FailedPrecondition(if pause {
+                format!("container {id} is already paused")
+            } else {
+                format!("container {id} is not paused")
+            }));
+        }
+        let oci = self.oci(&rec.runtime_handler)?;
+        let verb = if pause { "pause" } else { "resume" };
+        oci.run_simple(format!("{verb} container {id}"), &[verb, id])
+            .await?;
+        rec.paused = pause;
+        self.put_container(&rec)?;
+        self.emit_container(if pause { "pause" } else { "unpause" }, &rec, &[]);
+        Ok(())
+    }
+
+    /// Starts an exited container again with the same rootfs, spec, monitor
+    /// settings and log file (Docker's `start` of a stopped container).
+    pub async fn restart_container(&self, id: &str) -> Result<(), Error> {
+        {
+            let _g = self.locks.lock(id).await;
+            let rec = self
+                .refreshed(id)?
+                .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
+            if rec.state != ContainerState::Exited {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {id} is {:?}, not exited",
+                    rec.state
+                )));
+            }
+            let pod = self.pod(&rec.pod_id)?;
+            if pod.state != super::records::PodState::Ready {
+                return Err(Error::FailedPrecondition(format!(
+                    "the pod sandbox of container {id} is not ready"
+                )));
+            }
+            let oci = self.oci(&rec.runtime_handler)?.clone();
+            oci.delete(id).await?;
+            let monitor_json = rec.dir.join("monitor.json");
+            let cfg: MonitorConfig = std::fs::read(&monitor_json)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    Error::internal(format!("failed to read {}", monitor_json.display()))
+                })?;
+            let _ = std::fs::remove_file(rec.exit_file());
+            // After a host reboot the rootfs mount is gone: mount it again.
+            let rootfs = rec.rootfs();
+            if !is_mounted(&rootfs) {
+                let lowers: Vec<PathBuf> = rec
+                    .snapshots
+                    .iter()
+                    .map(|k| self.images.snapshots().fs_path(k))
+                    .collect();
+                let (u, w) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
+                let r = rootfs.clone();
+                blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
+            }
+            let (pid, monitor) = self.spawn_monitor(&cfg).await?;
+            let rec = ContainerRecord {
+                state: ContainerState::Created,
+                pid: Some(pid),
+                monitor: Some(monitor),
+                exit_code: 0,
+                finished_at: 0,
+                reason: String::new(),
+                message: String::new(),
+                paused: false,
+                ..rec
+            };
+            self.put_container(&rec)?;
+            info!(container = %id, "container created again for a restart");
+        }
+        self.start_container(id).await
+    }
+
+    /// Records a container's new resources (after `update` applied them).
+    pub fn set_container_resources(
+        &self,
+        id: &str,
+        res: k8s_cri::v1::LinuxContainerResources,
+    ) -> Result<(), Error> {
+        let mut rec = self.container(id)?;
+        rec.config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(res);
+        self.put_container(&rec)
+    }
+
+    /// Appends `lines` to a pod's /etc/hosts (Docker's `ExtraHosts`).
+    pub fn append_pod_hosts(&self, pod_id: &str, lines: &str) -> Result<(), Error> {
+        use std::io::Write;
+        let pod = self.pod(pod_id)?;
+        let Some(hosts) = pod.hosts else {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {pod_id} has no hosts file"
+            )));
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&hosts)
+            .map_err(|e| Error::internal(format!("failed to open {}: {e}", hosts.display())))?;
+        f.write_all(lines.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::internal(format!("failed to write {}: {e}", hosts.display())))
+    }
+
+    /// The pod record of a Docker container (or any container).
+    pub fn container_pod(&self, rec: &ContainerRecord) -> Result<PodRecord, Error> {
+        self.pod(&rec.pod_id)
+    }
+}
+
+/// `k8s_<ctr>_<pod>_<ns>_<uid>_<attempt>`, as dockershim named containers.
+pub fn dockershim_name(rec: &ContainerRecord, pod: Option<&PodRecord>) -> String {
+    let (cname, attempt) = rec
+        .config
+        .metadata
+        .as_ref()
+        .map(|m| (m.name.as_str(), m.attempt))
+        .unwrap_or(("", 0));
+    let pm = pod.and_then(|p| p.config.metadata.as_ref());
+    format!(
+        "k8s_{cname}_{}_{}_{}_{attempt}",
+        pm.map(|m| m.name.as_str()).unwrap_or(""),
+        pm.map(|m| m.namespace.as_str()).unwrap_or(""),
+        pm.map(|m| m.uid.as_str()).unwrap_or(""),
+    )
+}
+
+/// True when `path` is a mount point (listed in /proc/self/mountinfo).
+fn is_mounted(path: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}
