@@ -283,3 +283,183 @@ async fn cri_containers_appear_in_docker_ps() {
     e.docker(&["rm", "-f", "dk"]).ok();
     pods::remove_pod(&mut rt, &pod).await.unwrap();
 }
+
+/// The status code of a bollard error (0 if it is not a server answer).
+fn api_code(e: &bollard::errors::Error) -> u16 {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => *status_code,
+        _ => 0,
+    }
+}
+
+#[tokio::test]
+async fn api_level_life_cycle_with_bollard() {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::{
+        CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+        RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+        WaitContainerOptionsBuilder,
+    };
+    use futures::StreamExt;
+
+    let e = DockerEnv::new("").await;
+    let api = e.bollard();
+    assert_eq!(api.ping().await.unwrap(), "OK");
+    let v = api.version().await.unwrap();
+    assert_eq!(v.api_version.as_deref(), Some(berth::docker::API_VERSION));
+    let body = ContainerCreateBody {
+        image: Some(e.busybox.clone()),
+        cmd: Some(vec!["sh".into(), "-c".into(), "exit 5".into()]),
+        labels: Some([("k".to_string(), "v".to_string())].into()),
+        host_config: Some(HostConfig {
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            cap_add: Some(vec!["NET_ADMIN".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = api
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name("api1").build()),
+            body.clone(),
+        )
+        .await
+        .unwrap();
+    // The same name again: 409.
+    let dup = api
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name("api1").build()),
+            body,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&dup), 409, "{dup}");
+    let ins = api
+        .inspect_container("api1", None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let hc = ins.host_config.unwrap();
+    assert_eq!(hc.memory, Some(64 << 20));
+    assert_eq!(hc.nano_cpus, Some(500_000_000));
+    assert_eq!(ins.state.unwrap().status.unwrap().to_string(), "created");
+    api.start_container(&created.id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    // (bollard sends the request when the stream is first polled, so
+    // `not-running`, which also answers for a container that already exited.)
+    let mut wait = api.wait_container(
+        &created.id,
+        Some(
+            WaitContainerOptionsBuilder::new()
+                .condition("not-running")
+                .build(),
+        ),
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(60), wait.next())
+        .await
+        .expect("wait answers")
+        .unwrap();
+    // bollard turns a non-zero StatusCode into an error carrying it.
+    match exit {
+        Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => assert_eq!(code, 5),
+        other => panic!("unexpected wait result {other:?}"),
+    }
+    // Starting a running container is 304; stopping an exited one too.
+    let stop = api
+        .stop_container(
+            "api1",
+            Some(StopContainerOptionsBuilder::new().t(1).build()),
+        )
+        .await;
+    assert!(
+        stop.is_ok() || stop.as_ref().is_err_and(|e| api_code(e) == 304),
+        "{stop:?}"
+    );
+    let listed = api
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&[("label", vec!["k=v"])].into())
+                .build(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].names.as_deref(), Some(&["/api1".to_string()][..]));
+    let missing = api
+        .inspect_container("nope", None::<InspectContainerOptions>)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&missing), 404);
+    let bad = api
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .filters(&[("status", vec!["sleepy"])].into())
+                .build(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&bad), 400);
+    api.remove_container(
+        "api1",
+        Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+    )
+    .await
+    .unwrap();
+    let gone = api
+        .remove_container(
+            "api1",
+            None::<bollard::query_parameters::RemoveContainerOptions>,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&gone), 404);
+}
+
+#[tokio::test]
+async fn events_stream_container_life_cycle() {
+    let e = DockerEnv::new("").await;
+    let since = e.docker(&["version", "--format", "{{.Server.Os}}"]).ok();
+    assert_eq!(since.out(), "linux");
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let id = e
+        .docker(&[
+            "run", "-d", "--name", "ev", &e.busybox, "sh", "-c", "exit 2",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    e.docker(&["wait", "ev"]).ok();
+    e.docker(&["rm", "ev"]).ok();
+    let until = start + 600;
+    let ev = e
+        .docker(&[
+            "events",
+            "--since",
+            &start.to_string(),
+            "--until",
+            &(std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 1)
+            .to_string(),
+            "--filter",
+            "container=ev",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes \"exitCode\"}}",
+        ])
+        .ok();
+    let _ = until;
+    let lines: Vec<&str> = ev.out().lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        ["create ev", "start ev", "die ev 2", "destroy ev"],
+        "{ev:?} for {id}"
+    );
+}

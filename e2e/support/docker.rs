@@ -107,12 +107,19 @@ impl DockerEnv {
         to_run(child.wait_with_output().expect("wait docker"))
     }
 
-    /// A bollard client on the daemon's socket.
+    /// A bollard client on the daemon's socket, speaking the API version
+    /// berth advertises (bollard's own default is newer).
     pub fn bollard(&self) -> bollard::Docker {
+        let (major, minor) = berth::docker::API_VERSION
+            .split_once('.')
+            .expect("major.minor");
         bollard::Docker::connect_with_unix(
             &self.d.docker_socket().to_string_lossy(),
             60,
-            bollard::API_DEFAULT_VERSION,
+            &bollard::ClientVersion {
+                major_version: major.parse().expect("major"),
+                minor_version: minor.parse().expect("minor"),
+            },
         )
         .expect("bollard client")
     }

@@ -16,6 +16,7 @@
 //! to every controller mount; `slice:prefix:name` for the systemd driver, which
 //! [`Hierarchy::resolve_dir`] expands to the directory systemd creates.
 
+mod detail;
 mod error;
 mod layout;
 mod manage;
@@ -26,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use crate::config::CgroupDriver as Driver;
+pub use detail::{BlkioEntry, Detail};
 pub use error::{CgroupError, CgroupErrorKind};
 pub use path::{
     container_path, expand_slice, relative_dir, DEFAULT_CGROUPFS_PARENT, DEFAULT_SYSTEMD_SLICE,

@@ -57,17 +57,8 @@ struct ListParams {
     filters: Option<String>,
 }
 
-fn list_filter(
-    d: &Shared,
-    rec: &ContainerRecord,
-    f: &HashMap<String, Vec<String>>,
-    all: &[ContainerRecord],
-) -> Result<bool, ApiError> {
-    let name = d.engine.container_name(rec);
-    let any = |key: &str, test: &dyn Fn(&str) -> bool| {
-        f.get(key)
-            .is_none_or(|v| v.is_empty() || v.iter().any(|x| test(x)))
-    };
+/// Refuses filters `docker ps` does not know, before anything is listed.
+fn check_list_filters(f: &HashMap<String, Vec<String>>) -> Result<(), ApiError> {
     for key in f.keys() {
         if ![
             "id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
@@ -97,6 +88,20 @@ fn list_filter(
             }
         }
     }
+    Ok(())
+}
+
+fn list_filter(
+    d: &Shared,
+    rec: &ContainerRecord,
+    f: &HashMap<String, Vec<String>>,
+    all: &[ContainerRecord],
+) -> Result<bool, ApiError> {
+    let name = d.engine.container_name(rec);
+    let any = |key: &str, test: &dyn Fn(&str) -> bool| {
+        f.get(key)
+            .is_none_or(|v| v.is_empty() || v.iter().any(|x| test(x)))
+    };
     let created_of = |key: &str| -> Result<Option<i64>, ApiError> {
         let Some(v) = f.get(key).and_then(|v| v.first()) else {
             return Ok(None);
@@ -144,6 +149,7 @@ async fn list(
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let f = parse_filters(p.filters.as_deref())?;
+    check_list_filters(&f)?;
     let mut all = d.engine.containers()?;
     all.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     let limit = p.limit.filter(|l| *l > 0);

@@ -1,0 +1,91 @@
+//! Docker façade benchmark, with the real docker CLI against berthd:
+//!
+//! * `docker run --rm <busybox> true`: wall time of the CLI process (create,
+//!   attach, wait, start, exit, auto-remove), median and p90 of 30 after 3
+//!   warm-up runs; beside it `docker version` (one ping + one request), the
+//!   CLI's own start-up and round-trip cost.
+//! * `docker ps -a` with 100 containers (running `sleep`): median and p90 of
+//!   10 runs, beside `docker ps -a` with none.
+//!
+//! `cargo bench --bench docker` runs the full measurement. Under `cargo
+//! test` (no `--bench` argument) it checks the plumbing with 2 runs and 3
+//! containers. Every container it made is removed before the daemon stops.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::docker::DockerEnv;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs `args` `n` times; returns the sorted wall times.
+fn time_cli(e: &DockerEnv, args: &[&str], n: usize) -> Vec<Duration> {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            e.docker(args).ok();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn report(what: &str, v: &[Duration]) {
+    println!(
+        "{what}: median {:.1} ms, p90 {:.1} ms (n={})",
+        ms(percentile(v, 0.5)),
+        ms(percentile(v, 0.9)),
+        v.len()
+    );
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (runs, containers) = if full { (30, 100) } else { (2, 3) };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let e = rt.block_on(DockerEnv::new(""));
+    let image = e.busybox.clone();
+    for _ in 0..if full { 3 } else { 1 } {
+        e.docker(&["run", "--rm", &image, "true"]).ok();
+    }
+    report(
+        "docker version (CLI start-up + ping + request)",
+        &time_cli(&e, &["version"], runs),
+    );
+    report(
+        "docker run --rm busybox true",
+        &time_cli(&e, &["run", "--rm", &image, "true"], runs),
+    );
+    report(
+        "docker ps -a, 0 containers",
+        &time_cli(&e, &["ps", "-a"], 10),
+    );
+    for _ in 0..containers {
+        e.docker(&["run", "-d", &image, "sleep", "1000"]).ok();
+    }
+    let listed = e.docker(&["ps", "-aq"]).ok();
+    assert_eq!(listed.out().lines().count(), containers);
+    report(
+        &format!("docker ps -a, {containers} containers"),
+        &time_cli(&e, &["ps", "-a"], 10),
+    );
+    let ids: Vec<String> = listed.out().lines().map(String::from).collect();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    e.docker(&rm).ok();
+    assert_eq!(e.docker(&["ps", "-aq"]).ok().out(), "");
+    drop(e);
+}
