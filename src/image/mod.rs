@@ -2,6 +2,7 @@
 //! and the pull pipeline that turns a reference into verified blobs and unpacked
 //! snapshots.
 
+pub mod archive;
 pub mod auth;
 pub mod content;
 pub mod digest;

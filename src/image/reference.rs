@@ -117,6 +117,32 @@ impl Reference {
         format!("{}@{digest}", self.name())
     }
 
+    /// The short name Docker shows: `busybox` for `docker.io/library/busybox`,
+    /// `foo/bar` for `docker.io/foo/bar`; other registries keep their host.
+    pub fn familiar_name(&self) -> String {
+        if self.registry != DEFAULT_REGISTRY {
+            return self.name();
+        }
+        match self.repository.strip_prefix("library/") {
+            Some(short) if !short.contains('/') => short.to_string(),
+            _ => self.repository.clone(),
+        }
+    }
+
+    /// [`Self::familiar_name`] with the tag and digest, as Docker prints references.
+    pub fn familiar(&self) -> String {
+        let mut s = self.familiar_name();
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d.as_str());
+        }
+        s
+    }
+
     /// What to ask the registry for: the digest when pinned, else the tag.
     pub fn manifest_ref(&self) -> String {
         match (&self.digest, &self.tag) {
@@ -226,6 +252,17 @@ mod tests {
             "docker.io/library/busybox:latest"
         );
         assert_eq!(p("index.docker.io/foo/bar:1").name(), "docker.io/foo/bar");
+    }
+
+    #[test]
+    fn familiar_forms_drop_the_default_registry() {
+        assert_eq!(p("busybox").familiar(), "busybox:latest");
+        assert_eq!(p("docker.io/foo/bar:1").familiar(), "foo/bar:1");
+        assert_eq!(p("library/a/b").familiar_name(), "library/a/b");
+        assert_eq!(
+            p("127.0.0.1:5000/test/busybox:v1").familiar(),
+            "127.0.0.1:5000/test/busybox:v1"
+        );
     }
 
     #[test]

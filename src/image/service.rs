@@ -23,6 +23,9 @@ use crate::config::Config;
 use crate::storage::SnapshotStore;
 use crate::store::{Store, IMAGES, IMAGE_REFS};
 
+mod local;
+pub use local::{RemoteImage, Scratch};
+
 /// One layer of a recorded image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LayerRecord {
@@ -87,6 +90,8 @@ pub struct ImageService {
     /// Snapshots used by containers, by container id: GC keeps them even
     /// after their image is removed.
     in_use: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// The content store's ingest directory (scratch space on its file system).
+    ingest: std::path::PathBuf,
 }
 
 impl ImageService {
@@ -113,6 +118,7 @@ impl ImageService {
             puller,
             gc_lock: tokio::sync::Mutex::new(()),
             in_use: Default::default(),
+            ingest: paths.ingest.clone(),
         })
     }
 
@@ -372,6 +378,13 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Cancelled(format!("blocking task: {e}")))?
+}
+
+/// Tells scratch directories apart.
+fn next_scratch() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
 fn now_nanos() -> i64 {
