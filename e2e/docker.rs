@@ -10,4 +10,5 @@ mod images;
 mod logs;
 mod network;
 mod run;
+mod serving;
 mod stats;

@@ -20,7 +20,7 @@ log() { printf '\n==> %s\n' "$*"; }
 packages=(
     crun runc containernetworking-plugins iptables busybox-static docker-registry
     skopeo protobuf-compiler zstd apache2-utils tar prometheus
-    build-essential pkg-config ca-certificates curl
+    build-essential pkg-config ca-certificates curl openssl bsdutils procps
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,6 +31,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# The Docker API tests drive the docker CLI at /usr/local/bin/docker, which
+# these machines provide (Debian 12 packages the CLI only together with a
+# Docker daemon, which must not run beside berthd's tests).
+if [ ! -x /usr/local/bin/docker ]; then
+    echo "e2e/test.sh: the Docker API tests need the docker CLI at /usr/local/bin/docker" >&2
+    exit 1
 fi
 
 # --- Rust toolchain --------------------------------------------------------

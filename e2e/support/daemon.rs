@@ -33,6 +33,12 @@ pub struct Berthd {
 /// the daemon's CNI config dir is `dir/cni` (see [`LOOPBACK_CONFLIST`]).
 pub fn config_yaml(dir: &Path, extra: &str) -> String {
     let d = dir.display();
+    // A caller's own `docker:` section replaces the default one.
+    let docker = if extra.lines().any(|l| l.starts_with("docker:")) {
+        String::new()
+    } else {
+        format!("docker:\n  socket: {d}/state/docker.sock\n")
+    };
     let cni = if has_cni_section(extra) {
         String::new()
     } else {
@@ -42,7 +48,7 @@ pub fn config_yaml(dir: &Path, extra: &str) -> String {
         "root: {d}/root\n\
          state: {d}/state\n\
          cri:\n  socket: {d}/state/berth.sock\n  streaming_address: \"127.0.0.1:0\"\n\
-         docker:\n  socket: {d}/state/docker.sock\n\
+         {docker}\
          metrics:\n  address: \"127.0.0.1:0\"\n\
          {cni}{extra}"
     )
