@@ -9,6 +9,7 @@ mod exec;
 mod images;
 mod logs;
 mod network;
+mod restart;
 mod run;
 mod serving;
 mod stats;
