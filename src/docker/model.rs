@@ -395,17 +395,7 @@ fn host_config(
         .and_then(|l| l.security_context.clone())
         .unwrap_or_default();
     let caps = sc.capabilities.clone().unwrap_or_default();
-    let mut port_bindings = Map::new();
-    for pm in pod
-        .map(|p| p.config.port_mappings.as_slice())
-        .unwrap_or(&[])
-    {
-        let key = format!("{}/{}", pm.container_port, proto_name(pm.protocol));
-        let entry = port_bindings.entry(key).or_insert_with(|| json!([]));
-        if let Some(a) = entry.as_array_mut() {
-            a.push(json!({"HostIp": pm.host_ip, "HostPort": pm.host_port.to_string()}));
-        }
-    }
+    let port_bindings = port_bindings_of(pod);
     let binds: Vec<String> = rec
         .config
         .mounts

@@ -56,7 +56,7 @@ fn go_arch() -> &'static str {
 
 async fn version() -> Json<Value> {
     let v = env!("CARGO_PKG_VERSION");
-    let details = json!({
+    let mut doc = json!({
         "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION,
         "GitCommit": "",
@@ -66,19 +66,12 @@ async fn version() -> Json<Value> {
         "KernelVersion": kernel_version(),
         "BuildTime": "",
     });
-    Json(json!({
-        "Platform": {"Name": "berth"},
-        "Components": [{"Name": "Engine", "Version": v, "Details": details}],
-        "Version": v,
-        "ApiVersion": API_VERSION,
-        "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": "",
-        "GoVersion": "",
-        "Os": "linux",
-        "Arch": go_arch(),
-        "KernelVersion": kernel_version(),
-        "BuildTime": "",
-    }))
+    // The same details once more at the top level, as Docker answers.
+    let details = doc.clone();
+    doc["Platform"] = json!({"Name": "berth"});
+    doc["Components"] = json!([{"Name": "Engine", "Version": v, "Details": details}]);
+    doc["Version"] = json!(v);
+    Json(doc)
 }
 
 /// `MemTotal` from /proc/meminfo, in bytes.
