@@ -55,8 +55,8 @@ impl Docker {
     }
 
     /// Ids of the exec instances of a container (inspect's `ExecIDs`).
-    pub fn execs_of(&self, _container_id: &str) -> Option<Vec<String>> {
-        None
+    pub fn execs_of(&self, container_id: &str) -> Option<Vec<String>> {
+        Some(self.execs.of(container_id)).filter(|v| !v.is_empty())
     }
 
     /// Finds a container by full id, unique id prefix, or name (with or

@@ -172,6 +172,7 @@ impl Engine {
                     attach_socket: super::exec::attach_socket_path(&rec.dir),
                     stdin: rec.config.stdin,
                     stdin_once: rec.config.stdin_once,
+                    terminal: rec.config.tty,
                 })
                 .await?;
             Ok::<_, Error>((pid, monitor))

@@ -68,7 +68,41 @@ pub fn attach_socket_path(container_dir: &Path) -> Option<PathBuf> {
     Some(container_dir.join("attach.sock"))
 }
 
+/// What an exec changes in the container's process beyond its args (Docker's
+/// exec options); the default keeps the container's own.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// `KEY=value` entries that replace or extend the container's env.
+    pub env: Vec<String>,
+    /// The working directory; `None` keeps the container's.
+    pub cwd: Option<String>,
+    /// `user[:group]`, names or numbers, resolved in the container's
+    /// `/etc/passwd` and `/etc/group`; `None` keeps the container's user.
+    pub user: Option<String>,
+    /// Every capability the host has.
+    pub privileged: bool,
+}
+
 impl Engine {
+    /// The attach socket of container `id`, created or running: Docker
+    /// attaches before it starts a container, and the monitor serves the
+    /// socket from create on.
+    pub fn attach_socket_early(&self, id: &str) -> Result<PathBuf, Error> {
+        let rec = self
+            .refreshed(id)?
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
+        if rec.state == super::records::ContainerState::Exited {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        attach_socket_path(&rec.dir)
+            .filter(|p| p.exists())
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!("container {id} has no attach socket"))
+            })
+    }
+
     /// The attach socket of running container `id`.
     pub fn attach_socket(&self, id: &str) -> Result<PathBuf, Error> {
         let rec = self.running(id)?;
@@ -98,6 +132,19 @@ impl Engine {
         tty: bool,
         size: Option<(u16, u16)>,
     ) -> Result<PreparedExec, Error> {
+        self.prepare_exec_with(id, cmd, tty, size, &ExecOptions::default())
+    }
+
+    /// [`Engine::prepare_exec`] with env, working dir, user and privilege
+    /// of the exec's own.
+    pub fn prepare_exec_with(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        size: Option<(u16, u16)>,
+        opts: &ExecOptions,
+    ) -> Result<PreparedExec, Error> {
         self.check_exec(id, &cmd)?;
         let rec = self.container(id)?;
         let spec = oci_spec::runtime::Spec::load(rec.dir.join("config.json"))
@@ -116,6 +163,47 @@ impl Engine {
             _ => None,
         };
         process.set_console_size(console);
+        if !opts.env.is_empty() {
+            let env = merge_env(process.env().clone().unwrap_or_default(), &opts.env);
+            process.set_env(Some(env));
+        }
+        if let Some(cwd) = opts.cwd.as_ref().filter(|c| !c.is_empty()) {
+            if !cwd.starts_with('/') {
+                return Err(Error::InvalidArgument(format!(
+                    "the working directory {cwd:?} is not an absolute path"
+                )));
+            }
+            process.set_cwd(PathBuf::from(cwd));
+        }
+        if let Some(user) = opts.user.as_ref().filter(|u| !u.is_empty()) {
+            let request = crate::runtime::user::UserRequest {
+                user: user.clone(),
+                merge_image_groups: true,
+                ..Default::default()
+            };
+            let resolved = crate::runtime::user::resolve_user(&rec.rootfs(), &request)
+                .map_err(|e| Error::InvalidArgument(format!("exec as {user:?}: {e}")))?;
+            let u = oci_spec::runtime::UserBuilder::default()
+                .uid(resolved.uid)
+                .gid(resolved.gid)
+                .additional_gids(resolved.additional_gids)
+                .build()
+                .map_err(|e| Error::internal(format!("bad exec user: {e}")))?;
+            process.set_user(u);
+        }
+        if opts.privileged {
+            let caps = crate::runtime::caps::container_capabilities(
+                true,
+                &crate::runtime::caps::CapabilityRequest {
+                    add: &[],
+                    drop: &[],
+                    ambient: &[],
+                },
+                &self.host.capabilities,
+            )
+            .map_err(|e| Error::internal(format!("privileged exec: {e}")))?;
+            process.set_capabilities(Some(caps));
+        }
         let n = new_id();
         let process_path = rec.dir.join(format!("exec-{}.json", &n[..12]));
         let pid_path = rec.dir.join(format!("exec-{}.pid", &n[..12]));
@@ -141,5 +229,33 @@ impl Engine {
             )));
         }
         Ok(pod.netns)
+    }
+}
+
+/// `base` with each `KEY=value` of `extra` replacing the entry of the same
+/// key or appended.
+fn merge_env(mut base: Vec<String>, extra: &[String]) -> Vec<String> {
+    for e in extra {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        match base
+            .iter_mut()
+            .find(|b| b.split_once('=').map_or(b.as_str(), |(k, _)| k) == key)
+        {
+            Some(b) => b.clone_from(e),
+            None => base.push(e.clone()),
+        }
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_env_replaces_and_extends() {
+        let base = vec!["PATH=/bin".to_string(), "X=0".to_string()];
+        let got = merge_env(base, &["X=1".to_string(), "Y=2".to_string()]);
+        assert_eq!(got, ["PATH=/bin", "X=1", "Y=2"]);
     }
 }

@@ -152,6 +152,7 @@ impl Engine {
                         attach_socket: None,
                         stdin: false,
                         stdin_once: false,
+                        terminal: false,
                     })
                     .await?;
                 oci.start(&id).await?;

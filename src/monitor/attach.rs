@@ -1,13 +1,27 @@
 //! The monitor's attach socket: every client gets the container's output as
 //! it is read for the CRI log, and may feed the container's stdin.
 //!
-//! Protocol, per connection: the client first sends one byte, [`HELLO_STDIN`]
-//! if it will write stdin or [`HELLO_OUTPUT`] if it only reads. The monitor
-//! then sends frames `tag (1 byte) | length (u32, big endian) | bytes`, tag
-//! [`TAG_STDOUT`] or [`TAG_STDERR`], and closes the connection once the
-//! container's output has ended. A stdin client's bytes go to the container's
-//! stdin; when it closes its side and the container was made with
-//! `stdin_once`, the container's stdin is closed too.
+//! Protocol, per connection: the client first sends one byte, the hello:
+//!
+//! * [`HELLO_STDIN`] (`i`) if it will write stdin, [`HELLO_OUTPUT`] (`o`) if it
+//!   only reads;
+//! * [`HELLO_STDIN_ACK`] (`I`) and [`HELLO_OUTPUT_ACK`] (`O`): the same, and
+//!   the monitor first answers one byte [`ACK`] once the client is
+//!   registered, so output the container prints after the ack reaches the
+//!   client (Docker attaches before it starts the container);
+//! * [`HELLO_RESIZE`] (`r`): a control connection, see below.
+//!
+//! After an output hello the monitor sends frames `tag (1 byte) | length
+//! (u32, big endian) | bytes`, tag [`TAG_STDOUT`] or [`TAG_STDERR`] (a
+//! terminal has only stdout), and closes the connection once the
+//! container's output has ended. A stdin client's bytes go to the
+//! container's stdin (for a terminal: into the pty); when it closes its side
+//! and the container was made with `stdin_once`, the container's stdin is
+//! closed too (a terminal stays open: other processes may hold it).
+//!
+//! A resize connection sends any number of messages `width (u16 BE) |
+//! height (u16 BE)`, each applied to the container's terminal (ignored
+//! without one), and gets nothing back.
 //!
 //! A client that cannot keep up (a write blocks longer than
 //! [`WRITE_TIMEOUT`]) is dropped, so attach never stalls the CRI log.
@@ -23,6 +37,11 @@ use super::log::Stream;
 
 pub const HELLO_STDIN: u8 = b'i';
 pub const HELLO_OUTPUT: u8 = b'o';
+pub const HELLO_STDIN_ACK: u8 = b'I';
+pub const HELLO_OUTPUT_ACK: u8 = b'O';
+pub const HELLO_RESIZE: u8 = b'r';
+/// The monitor's answer to an acknowledged hello.
+pub const ACK: u8 = 0;
 pub const TAG_STDOUT: u8 = 1;
 pub const TAG_STDERR: u8 = 2;
 
@@ -53,11 +72,19 @@ pub struct Attach {
     clients: Mutex<Vec<UnixStream>>,
     stdin: Mutex<Option<File>>,
     stdin_once: bool,
+    /// The terminal's master, for resizes.
+    console: Option<File>,
 }
 
 impl Attach {
-    /// Listens on `path`; `stdin` is the write end of the container's stdin.
-    pub fn serve(path: &Path, stdin: Option<File>, stdin_once: bool) -> io::Result<Arc<Attach>> {
+    /// Listens on `path`; `stdin` is the write end of the container's stdin,
+    /// `console` the master of its terminal if it has one.
+    pub fn serve(
+        path: &Path,
+        stdin: Option<File>,
+        stdin_once: bool,
+        console: Option<File>,
+    ) -> io::Result<Arc<Attach>> {
         let _ = std::fs::remove_file(path);
         let (_dir, short) = socket_path(path)?;
         let listener = UnixListener::bind(&short)?;
@@ -65,6 +92,7 @@ impl Attach {
             clients: Mutex::new(Vec::new()),
             stdin: Mutex::new(stdin),
             stdin_once,
+            console,
         });
         let a = attach.clone();
         spawn(move || {
@@ -83,12 +111,41 @@ impl Attach {
         }
         let _ = conn.set_read_timeout(None);
         let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
+        let (stdin, ack) = match hello[0] {
+            HELLO_RESIZE => {
+                let a = self.clone();
+                let _ = spawn(move || a.apply_resizes(conn));
+                return;
+            }
+            HELLO_STDIN => (true, false),
+            HELLO_STDIN_ACK => (true, true),
+            HELLO_OUTPUT_ACK => (false, true),
+            _ => (false, false),
+        };
         if let Ok(c) = conn.try_clone() {
-            self.lock_clients().push(c);
+            // The ack is written under the clients lock: no frame can come
+            // before it, and every frame broadcast after it reaches us.
+            let mut clients = self.lock_clients();
+            if ack && conn.write_all(&[ACK]).is_err() {
+                return;
+            }
+            clients.push(c);
         }
-        if hello[0] == HELLO_STDIN {
+        if stdin {
             let a = self.clone();
             let _ = spawn(move || a.feed_stdin(conn));
+        }
+    }
+
+    /// Applies the sizes a resize client sends until it closes.
+    fn apply_resizes(&self, mut conn: UnixStream) {
+        let mut msg = [0u8; 4];
+        while conn.read_exact(&mut msg).is_ok() {
+            let width = u16::from_be_bytes([msg[0], msg[1]]);
+            let height = u16::from_be_bytes([msg[2], msg[3]]);
+            if let Some(c) = &self.console {
+                let _ = super::tty::set_size(c, width, height);
+            }
         }
     }
 
@@ -169,7 +226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("attach.sock");
         let (r, w) = nix::unistd::pipe().unwrap();
-        let a = Attach::serve(&path, Some(File::from(w)), true).unwrap();
+        let a = Attach::serve(&path, Some(File::from(w)), true, None).unwrap();
         let mut reader = UnixStream::connect(&path).unwrap();
         reader.write_all(&[HELLO_OUTPUT]).unwrap();
         let mut writer = UnixStream::connect(&path).unwrap();

@@ -8,7 +8,8 @@
 //!  daemon ──spawn──> monitor ──setsid, subreaper──> `crun create` (exits)
 //!     <── {"pid":N} ──┘   │                               │
 //!                         ├─ stdout/stderr pipes ─> CRI log file (SIGUSR1 reopens)
-//!                         ├─ attach socket: output fanned out, stdin fed in
+//!                         │  (or the pty master, for `terminal`: its output is stdout)
+//!                         ├─ attach socket: output fanned out, stdin fed in, resizes
 //!                         └─ waitpid(init) ─> exit file (JSON, written atomically)
 //! ```
 //!
@@ -16,8 +17,10 @@
 //! stays small (one per running container).
 
 pub mod attach;
+pub mod client;
 pub mod exit;
 pub mod log;
+pub mod tty;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Read, Write};
@@ -38,6 +41,8 @@ use log::{CriLogWriter, LineSplitter, Stream};
 /// How long output is drained after the container's init exits (processes
 /// left in a shared PID namespace may hold the pipes open).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the runtime may take to hand over a terminal it has created.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the daemon tells a monitor, as a JSON file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +75,10 @@ pub struct MonitorConfig {
     /// Close the container's stdin when the first stdin client leaves.
     #[serde(default)]
     pub stdin_once: bool,
+    /// The spec asks for a terminal (`process.terminal`): the runtime makes
+    /// a pty and hands its master over a console socket.
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 /// The monitor's one message to the daemon, on its stdout.
@@ -124,17 +133,9 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
     usr1.thread_block()
         .map_err(|e| format!("failed to block SIGUSR1: {e}"))?;
 
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (stdin_r, stdin_w) = match cfg.stdin {
-        true => {
-            let (r, w) = pipe()?;
-            (Stdio::from(r), Some(File::from(w)))
-        }
-        false => (Stdio::null(), None),
-    };
     let _ = std::fs::remove_file(&cfg.pid_file);
-    let status = Command::new(&cfg.runtime)
+    let mut create = Command::new(&cfg.runtime);
+    create
         .arg("--root")
         .arg(&cfg.runtime_root)
         .args(&cfg.runtime_flags)
@@ -145,21 +146,12 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
         .arg("--bundle")
         .arg(&cfg.bundle)
         .arg("--pid-file")
-        .arg(&cfg.pid_file)
-        .arg(&cfg.id)
-        .stdin(stdin_r)
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
-        .status()
-        .map_err(|e| format!("failed to run {}: {e}", cfg.runtime.display()))?;
-    // `Command` dropped its copies of the write ends; only the container holds them now.
-    if !status.success() {
-        return Err(format!(
-            "{} create failed ({status}): {}",
-            cfg.runtime.display(),
-            runtime_error(&cfg.runtime_log)
-        ));
-    }
+        .arg(&cfg.pid_file);
+    let io = if cfg.terminal {
+        terminal_io(cfg, create)?
+    } else {
+        pipe_io(cfg, create)?
+    };
     let pid = std::fs::read_to_string(&cfg.pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
@@ -169,18 +161,19 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
     let writer = Arc::new(Mutex::new(writer));
     let attach = match &cfg.attach_socket {
         Some(p) => Some(
-            attach::Attach::serve(p, stdin_w, cfg.stdin_once)
+            attach::Attach::serve(p, io.stdin, cfg.stdin_once, io.console)
                 .map_err(|e| format!("failed to listen on {}: {e}", p.display()))?,
         ),
         None => None,
     };
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+    let outputs = io.outputs.len();
+    for (src, stream) in io.outputs {
         let w = writer.clone();
         let tx = done_tx.clone();
         let a = attach.clone();
         spawn_small(move || {
-            copy_output(File::from(fd), stream, &w, a.as_deref());
+            copy_output(src, stream, &w, a.as_deref());
             let _ = tx.send(());
         })?;
     }
@@ -197,7 +190,7 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
     let exit = reap(Pid::from_raw(pid));
     // Give the output threads a bounded time to write what the container printed.
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
-    for _ in 0..2 {
+    for _ in 0..outputs {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if done_rx.recv_timeout(left).is_err() {
             break;
@@ -216,6 +209,89 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
     status
         .write(&cfg.exit_file)
         .map_err(|e| format!("failed to write {}: {e}", cfg.exit_file.display()))?;
+    Ok(())
+}
+
+/// The container's stdio as the monitor holds it.
+struct ContainerIo {
+    /// What the container prints: pipes, or the terminal's master.
+    outputs: Vec<(File, Stream)>,
+    /// Where attach clients' stdin goes.
+    stdin: Option<File>,
+    /// The terminal's master, for resizes.
+    console: Option<File>,
+}
+
+/// Runs `create` with pipes for stdout and stderr (and stdin if asked).
+fn pipe_io(cfg: &MonitorConfig, mut create: Command) -> Result<ContainerIo, String> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (stdin_r, stdin_w) = match cfg.stdin {
+        true => {
+            let (r, w) = pipe()?;
+            (Stdio::from(r), Some(File::from(w)))
+        }
+        false => (Stdio::null(), None),
+    };
+    create
+        .arg(&cfg.id)
+        .stdin(stdin_r)
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
+    run_create(cfg, create)?;
+    // `Command` dropped its copies of the write ends; only the container holds them now.
+    Ok(ContainerIo {
+        outputs: vec![
+            (File::from(out_r), Stream::Stdout),
+            (File::from(err_r), Stream::Stderr),
+        ],
+        stdin: stdin_w,
+        console: None,
+    })
+}
+
+/// Runs `create` with a console socket and takes the terminal's master: it
+/// is the container's only output (stdout) and, if asked, its stdin.
+fn terminal_io(cfg: &MonitorConfig, mut create: Command) -> Result<ContainerIo, String> {
+    let sock = tty::ConsoleSocket::bind(&cfg.bundle.join("console.sock"))
+        .map_err(|e| format!("failed to create a console socket: {e}"))?;
+    create
+        .arg("--console-socket")
+        .arg(sock.path())
+        .arg(&cfg.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    run_create(cfg, create)?;
+    // The runtime sent the master before it exited; the connection waits
+    // in the listener's queue with the descriptor in it.
+    let master = sock
+        .receive(CONSOLE_TIMEOUT)
+        .map(File::from)
+        .map_err(|e| format!("failed to receive the container's terminal: {e}"))?;
+    let clone = || {
+        master
+            .try_clone()
+            .map_err(|e| format!("failed to duplicate the terminal: {e}"))
+    };
+    Ok(ContainerIo {
+        outputs: vec![(clone()?, Stream::Stdout)],
+        stdin: if cfg.stdin { Some(clone()?) } else { None },
+        console: Some(master),
+    })
+}
+
+fn run_create(cfg: &MonitorConfig, mut create: Command) -> Result<(), String> {
+    let status = create
+        .status()
+        .map_err(|e| format!("failed to run {}: {e}", cfg.runtime.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "{} create failed ({status}): {}",
+            cfg.runtime.display(),
+            runtime_error(&cfg.runtime_log)
+        ));
+    }
     Ok(())
 }
 
