@@ -1,8 +1,12 @@
 //! CRI streaming end to end: Exec and PortForward URLs from a real berthd,
 //! served over HTTP/1.1 upgraded to SPDY/3.1, driven by a client that speaks
-//! the protocol as crictl and the kubelet do.
+//! the protocol as crictl and the kubelet do. `websocket` does the same over
+//! WebSocket.
 
 mod client;
+mod crictl;
+mod websocket;
+mod ws_client;
 
 use std::time::Duration;
 

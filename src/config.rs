@@ -66,6 +66,11 @@ pub enum LogFormat {
 pub struct CriConfig {
     pub socket: PathBuf,
     pub streaming_address: String,
+    /// A streaming session with no traffic for this long is closed; `0` never.
+    pub stream_idle_timeout: crate::streaming::IdleTimeout,
+    /// HTTPS for the streaming server: cert and key; with ca, client
+    /// certificates signed by it are required. Off when all are null.
+    pub streaming_tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -166,6 +171,8 @@ impl Default for CriConfig {
         CriConfig {
             socket: "/run/berth/berth.sock".into(),
             streaming_address: "127.0.0.1:10010".into(),
+            stream_idle_timeout: crate::streaming::IdleTimeout::DEFAULT,
+            streaming_tls: TlsConfig::default(),
         }
     }
 }

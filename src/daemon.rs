@@ -152,7 +152,10 @@ async fn start_streaming(
             config.cri.streaming_address
         )
     })?;
-    let server = crate::streaming::Server::bind(addr, engine.clone())
+    let tls = crate::streaming::tls::acceptor(&config.cri.streaming_tls)
+        .context("bad cri.streaming_tls")?;
+    let idle = config.cri.stream_idle_timeout;
+    let server = crate::streaming::Server::bind(addr, engine.clone(), idle, tls)
         .await
         .with_context(|| format!("failed to listen on cri.streaming_address {addr}"))?;
     let streaming = server.streaming();

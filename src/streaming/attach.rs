@@ -1,4 +1,4 @@
-//! Attach over SPDY: the client's streams are joined to the container's
+//! Attach (over SPDY or WebSocket): the client's channels are joined to the container's
 //! monitor through its attach socket (see `monitor::attach`): output frames
 //! go to the stdout/stderr streams, the stdin stream goes to the container.
 //! The session ends when the container's output ends, when the client closes
@@ -11,8 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
 use super::cache::ExecRequest;
-use super::exec::{collect, finish, Streams};
-use super::spdy::{Session, StreamWriter};
+use super::exec::finish;
+use super::transport::{Negotiated, Output, Streams};
 use crate::engine::Engine;
 use crate::monitor::attach::{HELLO_OUTPUT, HELLO_STDIN, TAG_STDERR};
 
@@ -20,21 +20,19 @@ use crate::monitor::attach::{HELLO_OUTPUT, HELLO_STDIN, TAG_STDERR};
 const DETACH_DRAIN: Duration = Duration::from_secs(2);
 
 /// Serves one attach session over the upgraded connection `io`.
-pub async fn serve<T>(engine: Arc<Engine>, req: ExecRequest, protocol: &str, io: T)
+pub async fn serve<T>(engine: Arc<Engine>, req: ExecRequest, negotiated: Negotiated, io: T)
 where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let id = req.container_id.clone();
-    let (session, mut incoming) = Session::new(io);
-    let streams = match collect(&mut incoming, &req, protocol).await {
+    let (session, streams) = match super::open::exec_channels(io, &req, negotiated).await {
         Ok(s) => s,
         Err(e) => {
             warn!(container = %id, "attach: {e}");
-            session.abort();
             return;
         }
     };
-    drop(incoming);
+    let v4 = negotiated.status_v4();
     let Streams {
         error,
         stdin,
@@ -56,7 +54,7 @@ where
         Ok(c) => c,
         Err(msg) => {
             warn!(container = %id, "{msg}");
-            finish(session, error, protocol, Err(msg)).await;
+            finish(session, error, v4, Err(msg)).await;
             return;
         }
     };
@@ -68,14 +66,14 @@ where
     };
     if let Err(e) = wr.write_all(&[hello]).await {
         let msg = format!("failed to attach to container {id}: {e}");
-        finish(session, error, protocol, Err(msg)).await;
+        finish(session, error, v4, Err(msg)).await;
         return;
     }
     let input = stdin.map(|s| {
         tokio::spawn(async move {
             // Keep our half of stdin open (see `exec::run_pipes`).
             let mut s = s;
-            let _ = tokio::io::copy(&mut s.reader, &mut wr).await;
+            let _ = tokio::io::copy(&mut s, &mut wr).await;
             let _ = wr.shutdown().await;
         })
     });
@@ -100,7 +98,7 @@ where
         }
     };
     if ended {
-        finish(session, error, protocol, Ok(0)).await;
+        finish(session, error, v4, Ok(0)).await;
     } else {
         session.abort();
     }
@@ -111,8 +109,8 @@ where
 /// dropped.
 async fn demux(
     rd: &mut tokio::net::unix::OwnedReadHalf,
-    mut stdout: Option<StreamWriter>,
-    mut stderr: Option<StreamWriter>,
+    mut stdout: Option<Output>,
+    mut stderr: Option<Output>,
 ) {
     let mut head = [0u8; 5];
     let mut buf = Vec::new();

@@ -1,13 +1,12 @@
-//! Exec over SPDY (`channel.k8s.io` v1–v4): wait for the client's streams,
-//! run `crun exec` with its stdio wired to them, report the exit on the
-//! error stream, then end the session.
+//! Exec (`channel.k8s.io` v1–v5, over SPDY or WebSocket): open the client's
+//! channels, run `crun exec` with its stdio wired to them, report the exit
+//! on the error channel, then end the session.
 //!
 //! ```text
 //! streams opened ──> process running ──exit──> status on error stream ──> session closed
 //!                          └──client gone──> process killed ──────────────────┘
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +15,10 @@ use tokio::process::Child;
 use tracing::{debug, warn};
 
 use super::cache::ExecRequest;
-use super::spdy::{IncomingStream, Session, StreamWriter};
+use super::transport::{Input, Negotiated, Output, Session, Streams};
 use crate::engine::exec::PreparedExec;
 use crate::engine::Engine;
 
-/// How long the client gets to open its streams (the kubelet allows 30 s).
-const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long output may keep flowing after the process ended (a background
 /// child can hold the pipes open).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,32 +27,19 @@ const FIRST_SIZE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the client gets to close the session after the status.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The streams of one exec, by type.
-pub(super) struct Streams {
-    pub error: StreamWriter,
-    pub stdin: Option<IncomingStream>,
-    pub stdout: Option<StreamWriter>,
-    pub stderr: Option<StreamWriter>,
-    pub resize: Option<IncomingStream>,
-}
-
 /// Serves one exec session over the upgraded connection `io`.
-pub async fn serve<T>(engine: Arc<Engine>, req: ExecRequest, protocol: &str, io: T)
+pub async fn serve<T>(engine: Arc<Engine>, req: ExecRequest, negotiated: Negotiated, io: T)
 where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (session, mut incoming) = Session::new(io);
-    let streams = match collect(&mut incoming, &req, protocol).await {
+    let (session, streams) = match super::open::exec_channels(io, &req, negotiated).await {
         Ok(s) => s,
         Err(e) => {
             warn!(container = %req.container_id, "exec: {e}");
-            session.abort();
             return;
         }
     };
-    // Streams opened later are not part of the protocol; refusing them by
-    // dropping the receiver also lets the session end once ours close.
-    drop(incoming);
+    let v4 = negotiated.status_v4();
     let id = req.container_id.clone();
     let Streams {
         error,
@@ -79,7 +63,7 @@ where
         Err(e) => {
             let msg = format!("failed to exec in container {id}: {e}");
             warn!(container = %id, "{msg}");
-            finish(session, error, protocol, Err(msg)).await;
+            finish(session, error, v4, Err(msg)).await;
             return;
         }
     };
@@ -89,10 +73,10 @@ where
         run_pipes(&prepared, &session, stdin, stdout, stderr).await
     };
     match result {
-        Some(Ok(code)) => finish(session, error, protocol, Ok(code)).await,
+        Some(Ok(code)) => finish(session, error, v4, Ok(code)).await,
         Some(Err(msg)) => {
             warn!(container = %id, "exec failed: {msg}");
-            finish(session, error, protocol, Err(msg)).await
+            finish(session, error, v4, Err(msg)).await
         }
         None => {
             debug!(container = %id, "exec client went away; process killed");
@@ -101,67 +85,14 @@ where
     }
 }
 
-/// Waits until every expected stream is open.
-pub(super) async fn collect(
-    incoming: &mut tokio::sync::mpsc::Receiver<IncomingStream>,
-    req: &ExecRequest,
-    protocol: &str,
-) -> Result<Streams, String> {
-    let mut want = vec!["error"];
-    if req.stdin {
-        want.push("stdin");
-    }
-    if req.stdout {
-        want.push("stdout");
-    }
-    if req.stderr && !req.tty {
-        want.push("stderr");
-    }
-    if req.tty && matches!(protocol, "v3.channel.k8s.io" | "v4.channel.k8s.io") {
-        want.push("resize");
-    }
-    let mut got: HashMap<String, IncomingStream> = HashMap::new();
-    let wait = async {
-        while !want.iter().all(|w| got.contains_key(*w)) {
-            let Some(s) = incoming.recv().await else {
-                return Err("the client closed the connection before opening its streams");
-            };
-            let kind = s.header("streamtype").unwrap_or_default().to_string();
-            if want.contains(&kind.as_str()) {
-                got.insert(kind, s);
-            } else {
-                s.writer.reset(super::spdy::RstStatus::REFUSED_STREAM);
-            }
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(STREAM_CREATION_TIMEOUT, wait).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => {
-            return Err(format!(
-                "timed out waiting for the client's streams: wanted {want:?}"
-            ))
-        }
-    }
-    let mut take = |k: &str| got.remove(k);
-    Ok(Streams {
-        error: take("error").expect("waited for").writer,
-        stdin: take("stdin"),
-        stdout: take("stdout").map(|s| s.writer),
-        stderr: take("stderr").map(|s| s.writer),
-        resize: take("resize"),
-    })
-}
-
 /// Runs the process with pipes. `None` when the client went away (the
 /// process is then killed), else its exit code or why it could not run.
 async fn run_pipes(
     prepared: &PreparedExec,
     session: &Session,
-    stdin: Option<IncomingStream>,
-    stdout: Option<StreamWriter>,
-    stderr: Option<StreamWriter>,
+    stdin: Option<Input>,
+    stdout: Option<Output>,
+    stderr: Option<Output>,
 ) -> Option<Result<i32, String>> {
     use std::process::Stdio;
     let mut cmd = prepared.command(None);
@@ -178,16 +109,9 @@ async fn run_pipes(
         Err(e) => return Some(Err(format!("failed to start the runtime: {e}"))),
     };
     let mut copies = tokio::task::JoinSet::new();
-    if let (Some(from), Some(mut to)) = (stdin, child.stdin.take()) {
+    if let (Some(mut from), Some(mut to)) = (stdin, child.stdin.take()) {
         copies.spawn(async move {
-            // Our half of the stdin stream stays open: Go clients take its
-            // FIN as the end of the session and close their stdin.
-            let IncomingStream {
-                mut reader,
-                writer: _open,
-                ..
-            } = from;
-            let _ = tokio::io::copy(&mut reader, &mut to).await;
+            let _ = tokio::io::copy(&mut from, &mut to).await;
             // Dropping `to` closes the process's stdin.
         });
     }
@@ -260,11 +184,11 @@ pub(super) async fn wait_or_kill(
 /// Writes the outcome on the error stream, closes it and ends the session.
 pub(super) async fn finish(
     session: Session,
-    mut error: StreamWriter,
-    protocol: &str,
+    mut error: Output,
+    v4: bool,
     outcome: Result<i32, String>,
 ) {
-    let body = status_body(protocol, &outcome);
+    let body = status_body(v4, &outcome);
     if !body.is_empty() {
         let _ = error.write_all(&body).await;
     }
@@ -281,8 +205,7 @@ pub(super) async fn finish(
 
 /// What goes on the error stream: a `metav1.Status` for v4, plain text
 /// (nothing on success) before.
-fn status_body(protocol: &str, outcome: &Result<i32, String>) -> Vec<u8> {
-    let v4 = protocol == "v4.channel.k8s.io";
+fn status_body(v4: bool, outcome: &Result<i32, String>) -> Vec<u8> {
     let status = match outcome {
         Ok(0) if v4 => serde_json::json!({"metadata": {}, "status": "Success"}),
         Ok(0) => return Vec::new(),
@@ -312,7 +235,7 @@ mod tests {
 
     #[test]
     fn v4_status_carries_the_exit_code() {
-        let v4 = "v4.channel.k8s.io";
+        let v4 = true;
         let ok: serde_json::Value = serde_json::from_slice(&status_body(v4, &Ok(0))).unwrap();
         assert_eq!(ok, serde_json::json!({"metadata": {}, "status": "Success"}));
         let bad: serde_json::Value = serde_json::from_slice(&status_body(v4, &Ok(3))).unwrap();
@@ -320,6 +243,6 @@ mod tests {
         assert_eq!(bad["reason"], "NonZeroExitCode");
         assert_eq!(bad["details"]["causes"][0]["reason"], "ExitCode");
         assert_eq!(bad["details"]["causes"][0]["message"], "3");
-        assert!(status_body("v3.channel.k8s.io", &Ok(0)).is_empty());
+        assert!(status_body(false, &Ok(0)).is_empty());
     }
 }

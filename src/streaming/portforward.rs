@@ -1,8 +1,15 @@
-//! Port-forward over SPDY (`portforward.k8s.io`): for each request the client
-//! opens an error stream and a data stream carrying the same `requestID` and
-//! `port`; berth connects to 127.0.0.1:<port> inside the pod's network
-//! namespace and copies both ways. Failures are written as text on the error
-//! stream.
+//! Port-forward: berth connects to 127.0.0.1:<port> inside the pod's network
+//! namespace and copies both ways; failures are written as text on the
+//! error channel.
+//!
+//! * SPDY (`portforward.k8s.io`), also tunnelled in WebSocket binary
+//!   messages (`SPDY/3.1+portforward.k8s.io`): for each connection the client
+//!   opens an error stream and a data stream with the same `requestID` and a
+//!   `port` header.
+//! * WebSocket channels (`v4.channel.k8s.io` and friends, as the kubelet
+//!   serves them): the ports come from the URL's `port` query; port i gets
+//!   data channel 2i and error channel 2i+1, and the first message on each
+//!   is the port, two bytes little-endian.
 //!
 //! The connection is made on a short-lived std thread that `setns`es into the
 //! pod's netns: `setns` affects only the calling thread, and a socket stays in
@@ -16,9 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinSet;
 use tracing::debug;
 
-use super::spdy::{IncomingStream, Session};
+use super::spdy::{self, IncomingStream};
+use super::transport::{Input, Negotiated, Output, Transport};
+use super::ws;
 use crate::engine::Engine;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,24 +40,51 @@ struct Pair {
     data: Option<IncomingStream>,
 }
 
-/// Serves one port-forward session over the upgraded connection `io`.
-pub async fn serve<T>(engine: Arc<Engine>, pod_id: String, io: T)
-where
+/// Serves one port-forward session over the upgraded connection `io`;
+/// `ports` (from the URL) are used by the WebSocket channel protocol only.
+pub async fn serve<T>(
+    engine: Arc<Engine>,
+    pod_id: String,
+    ports: Vec<u16>,
+    negotiated: Negotiated,
+    io: T,
+) where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (session, mut incoming) = Session::new(io);
     let netns = match engine.port_forward_netns(&pod_id) {
         Ok(n) => n,
         Err(e) => {
+            // Dropping the connection is all a client is told, as with the
+            // kubelet: the CRI call checked the pod moments ago.
             tracing::warn!(pod = %pod_id, error = %e, "port-forward refused");
-            session.abort();
             return;
         }
     };
+    let target = Target { pod_id, netns };
+    match negotiated.transport {
+        Transport::Spdy => serve_spdy(target, io).await,
+        Transport::SpdyOverWebSocket => serve_spdy(target, ws::Tunnel::new(io)).await,
+        Transport::WebSocket(codec) => serve_channels(target, ports, codec, io).await,
+    }
+}
+
+/// Where connections go.
+#[derive(Clone)]
+struct Target {
+    pod_id: String,
+    netns: Option<PathBuf>,
+}
+
+async fn serve_spdy<T>(target: Target, io: T)
+where
+    T: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (session, mut incoming) = spdy::Session::new(io);
     let mut pairs: HashMap<String, Pair> = HashMap::new();
+    let mut forwards = JoinSet::new();
     while let Some(s) = incoming.recv().await {
         let Some(request) = s.header("requestid").map(str::to_string) else {
-            s.writer.reset(super::spdy::RstStatus::PROTOCOL_ERROR);
+            s.writer.reset(spdy::RstStatus::PROTOCOL_ERROR);
             continue;
         };
         let pair = pairs.entry(request.clone()).or_default();
@@ -55,68 +92,148 @@ where
             Some("error") => pair.error = Some(s),
             Some("data") => pair.data = Some(s),
             _ => {
-                s.writer.reset(super::spdy::RstStatus::PROTOCOL_ERROR);
+                s.writer.reset(spdy::RstStatus::PROTOCOL_ERROR);
                 continue;
             }
         }
         if pair.error.is_some() && pair.data.is_some() {
             let pair = pairs.remove(&request).expect("just seen");
             let (error, data) = (pair.error.expect("set"), pair.data.expect("set"));
-            tokio::spawn(forward(pod_id.clone(), netns.clone(), error, data));
+            let port = data
+                .header("port")
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|p| *p > 0);
+            let IncomingStream {
+                reader: err_r,
+                writer: err_w,
+                ..
+            } = error;
+            let data_w = data.writer;
+            let data_r = Input::Spdy {
+                reader: data.reader,
+                _keep_open: None,
+            };
+            let target = target.clone();
+            forwards.spawn(async move {
+                // The client's half of the error stream stays readable.
+                let _err_r = err_r;
+                let conn = Conn {
+                    data_in: data_r,
+                    data_out: Output::Spdy(data_w),
+                    error: Output::Spdy(err_w),
+                };
+                forward(target, port, conn, false).await;
+            });
         }
     }
-    debug!(pod = %pod_id, "port-forward session ended");
+    // The session is over (the accept channel closes only then): a
+    // connection still copying has lost its client.
+    session.closed().await;
+    forwards.abort_all();
+    debug!(pod = %target.pod_id, "port-forward session ended");
     session.wait().await;
 }
 
-/// Forwards one connection.
-async fn forward(
-    pod_id: String,
-    netns: Option<PathBuf>,
-    error: IncomingStream,
-    data: IncomingStream,
-) {
-    let IncomingStream {
-        writer: mut err_w,
-        reader: _err_r,
-        ..
-    } = error;
-    let port = data
-        .header("port")
-        .and_then(|p| p.parse::<u16>().ok())
-        .filter(|p| *p > 0);
+async fn serve_channels<T>(target: Target, ports: Vec<u16>, codec: ws::Codec, io: T)
+where
+    T: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let config = ws::ChannelConfig {
+        codec,
+        close_signal: false,
+        inputs: (0..ports.len()).map(|i| (i * 2) as u8).collect(),
+    };
+    let (session, mut readers) = ws::Session::new(io, config);
+    let mut forwards = JoinSet::new();
+    for (i, port) in ports.into_iter().enumerate() {
+        let (data_ch, error_ch) = ((i * 2) as u8, (i * 2 + 1) as u8);
+        let mut data_out = session.writer(data_ch);
+        let mut error = session.writer(error_ch);
+        let data_in = readers.remove(&data_ch).expect("configured");
+        let target = target.clone();
+        forwards.spawn(async move {
+            let prefix = port.to_le_bytes();
+            if data_out.write_all(&prefix).await.is_err() || error.write_all(&prefix).await.is_err()
+            {
+                return;
+            }
+            let conn = Conn {
+                data_in: Input::Ws(data_in),
+                data_out: Output::Ws(data_out),
+                error: Output::Ws(error),
+            };
+            forward(target, Some(port), conn, true).await;
+        });
+    }
+    // As the kubelet does, the session ends when every port's connection
+    // has; a client that leaves first takes the connections with it.
+    tokio::select! {
+        _ = async { while forwards.join_next().await.is_some() {} } => {
+            session.close();
+            let _ = tokio::time::timeout(Duration::from_secs(5), session.closed()).await;
+            session.abort();
+        }
+        _ = session.closed() => forwards.abort_all(),
+    }
+    debug!(pod = %target.pod_id, "port-forward session ended");
+}
+
+/// The channels of one forwarded connection.
+struct Conn {
+    data_in: Input,
+    data_out: Output,
+    error: Output,
+}
+
+/// Forwards one connection. With `end_on_pod_eof` (the WebSocket channels,
+/// which cannot signal the end of the client's data) the connection ends
+/// when the pod side does.
+async fn forward(target: Target, port: Option<u16>, conn: Conn, end_on_pod_eof: bool) {
+    let Conn {
+        mut data_in,
+        mut data_out,
+        mut error,
+    } = conn;
     let Some(port) = port else {
-        let _ = err_w.write_all(b"invalid or missing port header").await;
-        let _ = err_w.shutdown().await;
+        let _ = error.write_all(b"invalid or missing port header").await;
+        let _ = error.shutdown().await;
         return;
     };
-    let tcp = match connect(netns, port).await {
+    let tcp = match connect(target.netns, port).await {
         Ok(t) => t,
         Err(e) => {
-            let msg = format!("failed to connect to localhost:{port} inside pod {pod_id}: {e}");
+            let msg = format!(
+                "failed to connect to localhost:{port} inside pod {}: {e}",
+                target.pod_id
+            );
             debug!("{msg}");
-            let _ = err_w.write_all(msg.as_bytes()).await;
-            let _ = err_w.shutdown().await;
-            data.writer.reset(super::spdy::RstStatus::CANCEL);
+            let _ = error.write_all(msg.as_bytes()).await;
+            let _ = error.shutdown().await;
+            if let Output::Spdy(w) = &data_out {
+                w.reset(spdy::RstStatus::CANCEL);
+            }
             return;
         }
     };
     let (mut tcp_r, mut tcp_w) = tcp.into_split();
-    let IncomingStream {
-        reader: mut data_r,
-        writer: mut data_w,
-        ..
-    } = data;
     let up = async {
-        let _ = tokio::io::copy(&mut data_r, &mut tcp_w).await;
+        let _ = tokio::io::copy(&mut data_in, &mut tcp_w).await;
         let _ = tcp_w.shutdown().await;
     };
     let down = async {
-        let _ = tokio::io::copy(&mut tcp_r, &mut data_w).await;
-        let _ = data_w.shutdown().await;
+        let _ = tokio::io::copy(&mut tcp_r, &mut data_out).await;
+        let _ = data_out.shutdown().await;
     };
-    tokio::join!(up, down);
-    let _ = err_w.shutdown().await;
+    if end_on_pod_eof {
+        tokio::pin!(up);
+        tokio::select! {
+            _ = &mut up => {}
+            _ = down => {}
+        }
+    } else {
+        tokio::join!(up, down);
+    }
+    let _ = error.shutdown().await;
 }
 
 /// Connects to 127.0.0.1:`port` in `netns` (the host's when None).

@@ -1,8 +1,9 @@
 //! The CRI streaming server: HTTP/1.1 on `cri.streaming_address`. A request
-//! to a URL handed out by Exec, Attach or PortForward, asking to upgrade to
-//! SPDY/3.1, is answered `101 Switching Protocols` with the sub-protocol
-//! chosen from the client's `X-Stream-Protocol-Version` offers; the upgraded
-//! connection then runs one [`spdy::Session`](super::spdy::Session).
+//! to a URL handed out by Exec, Attach or PortForward that asks to upgrade
+//! to SPDY/3.1 or to WebSocket is answered `101 Switching Protocols` with a
+//! sub-protocol chosen from the client's offers (see `negotiate`); the
+//! upgraded connection, wrapped in the idle timeout, then runs one exec,
+//! attach or port-forward session.
 
 use std::future::Future;
 use std::io;
@@ -10,28 +11,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::cache::{Cache, Request as Pending};
+use super::idle::{IdleIo, IdleTimeout};
+use super::negotiate::{self, Refusal};
+use super::transport::Transport;
 use crate::engine::Engine;
-
-/// Sub-protocols of exec and attach, best first.
-pub const EXEC_PROTOCOLS: &[&str] = &[
-    "v4.channel.k8s.io",
-    "v3.channel.k8s.io",
-    "v2.channel.k8s.io",
-    "channel.k8s.io",
-];
-/// Sub-protocols of port-forward.
-pub const PORT_FORWARD_PROTOCOLS: &[&str] = &["portforward.k8s.io"];
-
-const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 
 /// What the CRI service and the HTTP server share: the pending requests and
 /// the base of the URLs handed out.
@@ -39,6 +31,7 @@ pub struct Streaming {
     pub engine: Arc<Engine>,
     pub cache: Cache,
     base: String,
+    idle_timeout: IdleTimeout,
 }
 
 impl Streaming {
@@ -54,22 +47,33 @@ impl Streaming {
 pub struct Server {
     listener: TcpListener,
     streaming: Arc<Streaming>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Server {
     /// Binds `addr` (port 0 picks a free port) and logs the address bound.
-    pub async fn bind(addr: SocketAddr, engine: Arc<Engine>) -> io::Result<Server> {
+    /// Sessions idle for `idle_timeout` are closed; with `tls` the server
+    /// speaks HTTPS and hands out https URLs.
+    pub async fn bind(
+        addr: SocketAddr,
+        engine: Arc<Engine>,
+        idle_timeout: IdleTimeout,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        info!(address = %addr, "serving CRI streaming");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        info!(address = %addr, %scheme, idle_timeout = %idle_timeout, "serving CRI streaming");
         let streaming = Arc::new(Streaming {
             engine,
             cache: Cache::default(),
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
+            idle_timeout,
         });
         Ok(Server {
             listener,
             streaming,
+            tls,
         })
     }
 
@@ -80,9 +84,50 @@ impl Server {
 
     /// Serves until `shutdown` completes. Upgraded sessions are not waited for.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        axum::serve(self.listener, router(self.streaming))
-            .with_graceful_shutdown(shutdown)
-            .await
+        let router = router(self.streaming);
+        let Some(tls) = self.tls else {
+            return axum::serve(self.listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        };
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                acc = self.listener.accept() => match acc {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "streaming accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let (tls, router) = (tls.clone(), router.clone());
+            tokio::spawn(async move {
+                match tls.accept(tcp).await {
+                    Ok(stream) => serve_connection(router, stream).await,
+                    Err(e) => debug!(%peer, error = %e, "streaming TLS handshake failed"),
+                }
+            });
+        }
+    }
+}
+
+/// Serves one HTTP/1.1 connection, upgrades included.
+async fn serve_connection<I>(router: Router, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tower::ServiceExt as _;
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        router.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        debug!(error = %e, "streaming connection ended");
     }
 }
 
@@ -105,39 +150,38 @@ async fn handle(
         )
             .into_response();
     };
-    if !wants_spdy(req.headers()) {
+    let Some(upgrade) = negotiate::upgrade_of(req.headers()) else {
         return (
             StatusCode::BAD_REQUEST,
-            "streaming needs an HTTP/1.1 `Upgrade: SPDY/3.1` request\n",
+            "streaming needs an HTTP/1.1 `Upgrade: SPDY/3.1` or `Upgrade: websocket` request\n",
         )
             .into_response();
-    }
-    let supported = match pending {
-        Pending::PortForward { .. } => PORT_FORWARD_PROTOCOLS,
-        _ => EXEC_PROTOCOLS,
     };
-    let offered = offered_protocols(req.headers());
-    let protocol = match negotiate(&offered, supported) {
-        Some(p) => p,
-        None => {
-            let msg = format!(
-                "unable to upgrade: none of the offered protocols {offered:?} is supported; \
-                 supported: {supported:?}\n"
-            );
-            return (StatusCode::FORBIDDEN, msg).into_response();
+    let port_forward = matches!(pending, Pending::PortForward { .. });
+    let (negotiated, headers) = match negotiate::negotiate(upgrade, req.headers(), port_forward) {
+        Ok(n) => n,
+        Err(Refusal::BadRequest(m)) => return (StatusCode::BAD_REQUEST, m + "\n").into_response(),
+        Err(Refusal::Forbidden(m)) => return (StatusCode::FORBIDDEN, m + "\n").into_response(),
+    };
+    let mut ports = Vec::new();
+    if port_forward && matches!(negotiated.transport, Transport::WebSocket(_)) {
+        match negotiate::query_ports(req.uri().query()) {
+            Ok(p) => ports = p,
+            Err(m) => return (StatusCode::BAD_REQUEST, m + "\n").into_response(),
         }
-    };
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = s.engine.clone();
+    let idle = s.idle_timeout;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(up) => {
-                let io = TokioIo::new(up);
+                let io = IdleIo::new(TokioIo::new(up), idle);
                 match pending {
-                    Pending::Exec(r) => super::exec::serve(engine, r, protocol, io).await,
-                    Pending::Attach(r) => super::attach::serve(engine, r, protocol, io).await,
+                    Pending::Exec(r) => super::exec::serve(engine, r, negotiated, io).await,
+                    Pending::Attach(r) => super::attach::serve(engine, r, negotiated, io).await,
                     Pending::PortForward { pod_id } => {
-                        super::portforward::serve(engine, pod_id, io).await
+                        super::portforward::serve(engine, pod_id, ports, negotiated, io).await
                     }
                 }
             }
@@ -147,72 +191,8 @@ async fn handle(
     let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    if !protocol.is_empty() {
-        h.insert(PROTOCOL_HEADER, HeaderValue::from_static(protocol));
+    for (name, value) in headers {
+        h.insert(name, value);
     }
     resp
-}
-
-fn wants_spdy(h: &HeaderMap) -> bool {
-    let has = |name: header::HeaderName, want: &str| {
-        h.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
-        })
-    };
-    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "spdy/3.1")
-}
-
-/// The client's offers; the header may repeat and values may be comma lists.
-fn offered_protocols(h: &HeaderMap) -> Vec<String> {
-    h.get_all(PROTOCOL_HEADER)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
-/// The best supported protocol the client offers. A client offering none
-/// is a legacy one: it gets the oldest protocol and no header back ("").
-fn negotiate(offered: &[String], supported: &[&'static str]) -> Option<&'static str> {
-    if offered.is_empty() {
-        return Some("");
-    }
-    supported
-        .iter()
-        .find(|s| offered.iter().any(|o| o == *s))
-        .copied()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn offers(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn negotiation_picks_the_best_common_protocol() {
-        let o = offers(&["channel.k8s.io", "v3.channel.k8s.io", "v5.channel.k8s.io"]);
-        assert_eq!(negotiate(&o, EXEC_PROTOCOLS), Some("v3.channel.k8s.io"));
-        let o = offers(&["v4.channel.k8s.io"]);
-        assert_eq!(negotiate(&o, PORT_FORWARD_PROTOCOLS), None);
-        assert_eq!(negotiate(&[], EXEC_PROTOCOLS), Some(""));
-    }
-
-    #[test]
-    fn offers_and_upgrade_headers_are_parsed() {
-        let mut h = HeaderMap::new();
-        h.append(PROTOCOL_HEADER, HeaderValue::from_static("a, b"));
-        h.append(PROTOCOL_HEADER, HeaderValue::from_static("c"));
-        assert_eq!(offered_protocols(&h), offers(&["a", "b", "c"]));
-        assert!(!wants_spdy(&h));
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-        assert!(wants_spdy(&h));
-    }
 }

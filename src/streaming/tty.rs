@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use super::exec::wait_or_kill;
-use super::spdy::{IncomingStream, Session, StreamWriter};
+use super::transport::{Input, Output, Session};
 use crate::engine::exec::PreparedExec;
 
 /// How long the runtime gets to hand over the terminal.
@@ -51,8 +51,8 @@ impl Drop for SocketPath {
 pub(super) async fn run(
     prepared: &PreparedExec,
     session: &Session,
-    stdin: Option<IncomingStream>,
-    stdout: Option<StreamWriter>,
+    stdin: Option<Input>,
+    stdout: Option<Output>,
     resize: Option<Resizes>,
     initial: Option<(u16, u16)>,
 ) -> Option<Result<i32, String>> {
@@ -121,7 +121,7 @@ pub(super) async fn run(
             // Keep our half of stdin open (see `exec::run_pipes`).
             let mut s = s;
             let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n) = s.reader.read(&mut buf).await {
+            while let Ok(n) = s.read(&mut buf).await {
                 if n == 0 || m.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
@@ -158,12 +158,12 @@ pub(super) async fn run(
 /// Reads the resize stream: JSON terminal sizes, one object after another,
 /// not necessarily aligned with DATA frames.
 pub(super) struct Resizes {
-    stream: IncomingStream,
+    stream: Input,
     pending: Vec<u8>,
 }
 
 impl Resizes {
-    pub(super) fn new(stream: IncomingStream) -> Self {
+    pub(super) fn new(stream: Input) -> Self {
         Resizes {
             stream,
             pending: Vec::new(),
@@ -185,7 +185,7 @@ impl Resizes {
                 Some(Err(e)) if !e.is_eof() => return None,
                 _ => {}
             }
-            match self.stream.reader.read(&mut buf).await {
+            match self.stream.read(&mut buf).await {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
             }

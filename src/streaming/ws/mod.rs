@@ -1,0 +1,44 @@
+//! Server side of WebSocket (RFC 6455) as Kubernetes' streaming protocols use
+//! it: the `channel.k8s.io` family for exec and attach (v1 to v5, binary or
+//! base64), the same channels for port-forward, and SPDY tunnelled in binary
+//! messages for port-forward from newer clients.
+//!
+//! `frame` is the wire format, `session` one connection's channels, `sha1`
+//! the digest the handshake needs.
+
+pub mod frame;
+mod session;
+mod sha1;
+
+#[cfg(test)]
+mod frame_tests;
+#[cfg(test)]
+mod session_tests;
+
+pub use frame::{Assembler, Frame, FrameDecoder, FrameError, Message, Opcode};
+pub use session::{
+    ChannelConfig, ChannelReader, ChannelReaders, ChannelWriter, Codec, Session, Tunnel,
+};
+
+use base64::Engine as _;
+
+/// The GUID RFC 6455 §1.3 appends to the client's key.
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for the client's `Sec-WebSocket-Key`.
+pub fn accept_key(key: &str) -> String {
+    let digest = sha1::digest(format!("{}{ACCEPT_GUID}", key.trim()).as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn accept_key_matches_rfc6455_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            super::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}
