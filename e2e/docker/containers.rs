@@ -463,3 +463,67 @@ async fn events_stream_container_life_cycle() {
         "{ev:?} for {id}"
     );
 }
+
+#[tokio::test]
+async fn update_prune_df_and_info_counts() {
+    let e = DockerEnv::new("").await;
+    e.docker(&[
+        "run", "-d", "--name", "busy", "-m", "64m", &e.busybox, "sleep", "300",
+    ])
+    .ok();
+    e.docker(&["create", "--name", "idle", &e.busybox, "true"])
+        .ok();
+    let info = e
+        .docker(&[
+            "info",
+            "--format",
+            "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}",
+        ])
+        .ok();
+    assert_eq!(info.out(), "2 1 1 1");
+    // update reaches the cgroup: memory.limit_in_bytes (v1) or memory.max (v2).
+    e.docker(&["update", "-m", "96m", "--memory-swap", "-1", "busy"])
+        .ok();
+    let pid = e
+        .docker(&["inspect", "--format", "{{.State.Pid}}", "busy"])
+        .ok();
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.out())).unwrap();
+    let limit = cgroup
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            if ctrl.split(',').any(|c| c == "memory") {
+                std::fs::read_to_string(format!(
+                    "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+                ))
+                .ok()
+            } else if ctrl.is_empty() {
+                std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok()
+            } else {
+                None
+            }
+        })
+        .expect("the container's memory limit file");
+    assert_eq!(limit.trim(), (96u64 << 20).to_string());
+    let hc = e
+        .docker(&["inspect", "--format", "{{.HostConfig.Memory}}", "busy"])
+        .ok();
+    assert_eq!(hc.out(), (96u64 << 20).to_string());
+    let df = e
+        .docker(&[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}} {{.TotalCount}} {{.Active}}",
+        ])
+        .ok();
+    let lines: Vec<&str> = df.out().lines().collect();
+    assert_eq!(lines[0], "Images 1 1", "{df:?}");
+    assert_eq!(lines[1], "Containers 2 1", "{df:?}");
+    // prune removes the stopped container only.
+    let pruned = e.docker(&["container", "prune", "-f"]).ok();
+    assert!(pruned.stdout.contains("Deleted Containers:"), "{pruned:?}");
+    assert_eq!(names(&e, &[]), ["busy"]);
+    e.docker(&["rm", "-f", "busy"]).ok();
+}

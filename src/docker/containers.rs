@@ -581,13 +581,36 @@ async fn update(
         res.cpu_period = b.cpu_period;
     }
     if !b.cpuset_cpus.is_empty() {
-        res.cpuset_cpus = b.cpuset_cpus;
+        res.cpuset_cpus = b.cpuset_cpus.clone();
     }
     if !b.cpuset_mems.is_empty() {
-        res.cpuset_mems = b.cpuset_mems;
+        res.cpuset_mems = b.cpuset_mems.clone();
     }
     d.engine.update_container_resources(&rec.id, &res).await?;
-    d.engine.set_container_resources(&rec.id, res)?;
+    // A Docker-made container reports its HostConfig from its request: keep
+    // that in step with what was applied.
+    let stored = rec
+        .config
+        .annotations
+        .get(crate::engine::docker::CONFIG_ANNOTATION)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .map(|mut v| {
+            let hc = &mut v["HostConfig"];
+            for (k, n) in [
+                ("Memory", b.memory),
+                ("MemorySwap", b.memory_swap),
+                ("NanoCpus", b.nano_cpus),
+                ("CpuShares", b.cpu_shares),
+                ("CpuQuota", b.cpu_quota),
+                ("CpuPeriod", b.cpu_period),
+            ] {
+                if n != 0 {
+                    hc[k] = json!(n);
+                }
+            }
+            v.to_string()
+        });
+    d.engine.set_container_resources(&rec.id, res, stored)?;
     Ok(Json(json!({"Warnings": []})))
 }
 

@@ -164,16 +164,21 @@ impl Engine {
     }
 
     /// Records a container's new resources (after `update` applied them).
+    /// With `docker_config`, the stored Docker create request is replaced too.
     pub fn set_container_resources(
         &self,
         id: &str,
         res: k8s_cri::v1::LinuxContainerResources,
+        docker_config: Option<String>,
     ) -> Result<(), Error> {
         let mut rec = self.container(id)?;
         rec.config
             .linux
             .get_or_insert_with(Default::default)
             .resources = Some(res);
+        if let Some(c) = docker_config {
+            rec.config.annotations.insert(CONFIG_ANNOTATION.into(), c);
+        }
         self.put_container(&rec)
     }
 
