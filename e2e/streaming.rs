@@ -491,3 +491,65 @@ async fn closing_stdin_detaches_an_attach() {
     );
     e.remove_all_pods().await;
 }
+
+#[tokio::test]
+async fn tty_attach_applies_resizes() {
+    let mut e = Env::new().await;
+    let pod_cfg = e.pod_config("stream-tty-attach");
+    let pod = e.pod(&pod_cfg).await;
+    let (mut cfg, _tag) = e.container("target", "while true; do stty size; sleep 0.2; done");
+    cfg.tty = true;
+    cfg.stdin = true;
+    let id = e.run(&pod, &cfg, &pod_cfg).await;
+    pods::wait_state(
+        &mut e.rt,
+        &id,
+        k8s_cri::v1::ContainerState::ContainerRunning,
+    )
+    .await;
+    let req = k8s_cri::v1::AttachRequest {
+        container_id: id.clone(),
+        stdin: true,
+        tty: true,
+        stdout: true,
+        stderr: false,
+    };
+    let url = e.rt.attach(req).await.expect("Attach").into_inner().url;
+    let mut c = client::connect(&url, EXEC_PROTOCOLS)
+        .await
+        .expect("upgrade");
+    assert_eq!(c.protocol, "v4.channel.k8s.io");
+    let error = c.open_typed("error");
+    let stdin = c.open_typed("stdin");
+    let out = c.open_typed("stdout");
+    let resize = c.open_typed("resize");
+    // The loop's output reaches us through the container's terminal.
+    let first = c
+        .wait(out, Duration::from_secs(20), |r| r.data.contains(&b'\n'))
+        .await;
+    assert!(first.data.contains(&b'\n'), "no output: {first:?}");
+    c.send(resize, br#"{"Width":90,"Height":30}"#, false);
+    let got = c
+        .wait(out, Duration::from_secs(20), |r| {
+            String::from_utf8_lossy(&r.data).contains("30 90")
+        })
+        .await;
+    assert!(
+        String::from_utf8_lossy(&got.data).contains("30 90"),
+        "{:?}",
+        String::from_utf8_lossy(&got.data)
+    );
+    // Closing stdin detaches; the container keeps running.
+    c.send(stdin, b"", true);
+    let status = c.read_to_end(error).await;
+    assert!(
+        String::from_utf8_lossy(&status.data).contains("Success"),
+        "{status:?}"
+    );
+    let st = pods::status_ok(&mut e.rt, &id).await;
+    assert_eq!(
+        st.state,
+        k8s_cri::v1::ContainerState::ContainerRunning as i32
+    );
+    e.remove_all_pods().await;
+}
