@@ -57,18 +57,24 @@ where
     }
 }
 
-/// Accepts on the unix socket until `shutdown` resolves.
-pub async fn unix(
-    listener: UnixListener,
-    router: Router,
+/// Accepts with `accept` until `shutdown` resolves, handing each stream to
+/// `serve` on a task of its own; accept errors (EMFILE…) back off briefly.
+async fn accept_loop<S, A, AF, F, FF>(
+    mut accept: A,
+    serve: F,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) where
+    A: FnMut() -> AF,
+    AF: Future<Output = io::Result<S>>,
+    F: Fn(S) -> FF,
+    FF: Future<Output = ()> + Send + 'static,
+{
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            acc = listener.accept() => match acc {
-                Ok((s, _)) => { tokio::spawn(connection(router.clone(), s)); }
+            acc = accept() => match acc {
+                Ok(s) => { tokio::spawn(serve(s)); }
                 Err(e) => {
                     warn!(error = %e, "Docker API accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -78,6 +84,21 @@ pub async fn unix(
     }
 }
 
+/// Accepts on the unix socket until `shutdown` resolves.
+pub async fn unix(
+    listener: UnixListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let serve = move |s| connection(router.clone(), s);
+    accept_loop(
+        || async { listener.accept().await.map(|(s, _)| s) },
+        serve,
+        shutdown,
+    )
+    .await
+}
+
 /// Accepts TLS connections (client certificates required) until `shutdown`.
 pub async fn tcp_tls(
     listener: TcpListener,
@@ -85,27 +106,16 @@ pub async fn tcp_tls(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            acc = listener.accept() => match acc {
-                Ok((s, peer)) => {
-                    let (acceptor, router) = (acceptor.clone(), router.clone());
-                    tokio::spawn(async move {
-                        match acceptor.accept(s).await {
-                            Ok(tls) => connection(router, tls).await,
-                            Err(e) => debug!(%peer, error = %e, "Docker API TLS handshake failed"),
-                        }
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "Docker API accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
+    let serve = move |(s, peer): (tokio::net::TcpStream, std::net::SocketAddr)| {
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        async move {
+            match acceptor.accept(s).await {
+                Ok(tls) => connection(router, tls).await,
+                Err(e) => debug!(%peer, error = %e, "Docker API TLS handshake failed"),
             }
         }
-    }
+    };
+    accept_loop(|| listener.accept(), serve, shutdown).await
 }
 
 /// A TLS acceptor from `docker.tls`: all of cert, key and ca are required,
