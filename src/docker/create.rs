@@ -367,14 +367,20 @@ fn pod_config(
 ) -> Result<(cri::PodSandboxConfig, Vec<String>), ApiError> {
     let hc = &req.host_config;
     let warnings = vec![];
+    // A user network: (name, id), the pod annotations tell the engine.
+    let mut user_network = None;
     let network = match hc.network_mode.as_str() {
         "" | "default" | "bridge" => cri::NamespaceMode::Pod,
         "host" => cri::NamespaceMode::Node,
         "none" => cri::NamespaceMode::Pod,
-        other => {
+        other if other.starts_with("container:") => {
             return Err(ApiError::bad_request(format!(
-                "network mode {other:?} is not supported (use default, bridge, host or none)"
+                "network mode {other:?} is not supported (use default, bridge, host, none or a network's name)"
             )))
+        }
+        other => {
+            user_network = Some(super::networks::resolve_user(d, other)?);
+            cri::NamespaceMode::Pod
         }
     };
     let no_cni = hc.network_mode == "none" || req.network_disabled;
@@ -419,8 +425,10 @@ fn pod_config(
     let mut annotations = HashMap::new();
     if no_cni {
         annotations.insert(NETWORK_ANNOTATION.to_string(), "none".to_string());
+    } else if let Some((net, net_id)) = user_network {
+        annotations.insert(NETWORK_ANNOTATION.to_string(), net);
+        annotations.insert(super::networks::NETWORK_ID_ANNOTATION.to_string(), net_id);
     }
-    let _ = d;
     Ok((
         cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
@@ -481,21 +489,7 @@ fn apply_user(user: &str, sc: &mut cri::LinuxContainerSecurityContext) -> Result
 
 /// A named volume's directory, made on first use (`<root>/volumes/<name>/_data`).
 fn volume_dir(d: &Shared, name: &str) -> Result<PathBuf, ApiError> {
-    if !valid_name(name) {
-        return Err(ApiError::bad_request(format!(
-            "invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )));
-    }
-    let dir = d
-        .engine
-        .config
-        .root
-        .join("volumes")
-        .join(name)
-        .join("_data");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ApiError::internal(format!("failed to create volume {name}: {e}")))?;
-    Ok(dir)
+    super::volumes::data_dir(&d.engine.config.root, name)
 }
 
 fn propagation(p: &str) -> Result<i32, ApiError> {

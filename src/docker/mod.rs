@@ -16,10 +16,12 @@ pub mod hijack;
 pub mod images;
 pub mod logs;
 pub mod model;
+pub mod networks;
 pub mod serve;
 pub mod stats;
 pub mod system;
 pub mod time;
+pub mod volumes;
 pub mod watch;
 
 use std::sync::Arc;
@@ -101,6 +103,8 @@ pub fn router(docker: Shared) -> Router {
         .merge(archive::routes())
         .merge(exec::routes())
         .merge(hijack::routes())
+        .merge(volumes::routes())
+        .merge(networks::routes())
         .fallback(|req: Request| async move {
             ApiError::not_found(format!(
                 "page not found: {} {}",

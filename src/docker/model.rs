@@ -232,41 +232,24 @@ fn proto_name(p: i32) -> &'static str {
     }
 }
 
-fn network_mode(pod: Option<&PodRecord>) -> &'static str {
-    let Some(pod) = pod else {
-        return "none";
-    };
-    let host = pod
-        .config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .is_some_and(|n| n.network == k8s_cri::v1::NamespaceMode::Node as i32);
-    if host {
-        "host"
-    } else if pod
-        .config
-        .annotations
-        .get(crate::engine::docker::NETWORK_ANNOTATION)
-        .is_some_and(|n| n == "none")
-    {
-        "none"
-    } else {
-        "bridge"
-    }
+fn network_mode(pod: Option<&PodRecord>) -> String {
+    pod.map_or_else(|| "none".to_string(), super::networks::pod_network)
 }
 
 fn networks(pod: Option<&PodRecord>) -> Value {
     let mode = network_mode(pod);
     let ip = pod.and_then(|p| p.ips.first().cloned()).unwrap_or_default();
+    let id = pod.map_or_else(
+        || super::networks::builtin_id("none"),
+        super::networks::pod_network_id,
+    );
     json!({
         mode: {
             "IPAMConfig": null,
             "Links": null,
             "Aliases": null,
             "MacAddress": "",
-            "NetworkID": mode,
+            "NetworkID": id,
             "EndpointID": pod.map(|p| p.id.clone()).unwrap_or_default(),
             "Gateway": "",
             "IPAddress": ip,

@@ -313,18 +313,37 @@ impl Engine {
         }
     }
 
-    /// Runs CNI ADD for a pod on the default network; returns its IPs.
+    /// Runs CNI ADD for a pod on the network its [`NETWORK_ANNOTATION`]
+    /// names (`<root>/networks/<name>.conflist`), else on the default
+    /// network; returns its IPs. The CNI cache records the config, so DEL
+    /// uses the same one.
+    ///
+    /// [`NETWORK_ANNOTATION`]: super::docker::NETWORK_ANNOTATION
     async fn attach_network(
         &self,
         id: &str,
         netns: &std::path::Path,
         config: &PodSandboxConfig,
     ) -> Result<Vec<std::net::IpAddr>, Error> {
-        let net = match self.network.ready() {
-            Ok(n) => n,
-            Err(_) => self.network.rescan().await.map_err(|reason| {
-                Error::FailedPrecondition(format!("the pod network is not ready: {reason}"))
-            })?,
+        let named = config
+            .annotations
+            .get(super::docker::NETWORK_ANNOTATION)
+            .filter(|n| !matches!(n.as_str(), "" | "none" | "bridge" | "host" | "default"));
+        let net = match named {
+            Some(name) => {
+                let dir = self.config.root.join(crate::network::NAMED_DIR);
+                self.cni
+                    .load_named(&dir, name)
+                    .await
+                    .map_err(cni_err)?
+                    .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?
+            }
+            None => match self.network.ready() {
+                Ok(n) => n,
+                Err(_) => self.network.rescan().await.map_err(|reason| {
+                    Error::FailedPrecondition(format!("the pod network is not ready: {reason}"))
+                })?,
+            },
         };
         let att = crate::network::Attachment::for_pod(id, netns, config).map_err(cni_err)?;
         let started = std::time::Instant::now();

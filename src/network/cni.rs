@@ -75,6 +75,17 @@ impl Cni {
         blocking(move || load_default(&dir, &bins)).await
     }
 
+    /// Network `name` from `<dir>/<name>.conflist`, plugins checked (see
+    /// [`load_named`](super::config::load_named)); `None` when there is none.
+    pub async fn load_named(
+        &self,
+        dir: &Path,
+        name: &str,
+    ) -> Result<Option<NetworkConfigList>, CniError> {
+        let (dir, name, bins) = (dir.to_path_buf(), name.to_string(), self.bin_dirs.clone());
+        blocking(move || super::config::load_named(&dir, &name, &bins)).await
+    }
+
     /// Attaches a container to `net`. On failure the plugins that may have
     /// done something are undone with DEL before the error is returned.
     pub async fn add(

@@ -14,6 +14,9 @@ use super::error::CniError;
 /// have the same `ips` shape; 0.1/0.2 results do not).
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
+/// Where named networks (Docker's user networks) keep their configs, below `root`.
+pub const NAMED_DIR: &str = "networks";
+
 /// File name endings read from the config directory.
 const EXTENSIONS: &[&str] = &["conf", "conflist", "json"];
 
@@ -247,4 +250,44 @@ pub fn load_default(
         warn!("skipping cni network config {why}");
     }
     Ok(scan.chosen)
+}
+
+/// Network `name` from `<dir>/<name>.conflist`, parsed as any config file and
+/// with every plugin binary present in `bin_dirs`: a network a pod names
+/// (Docker's user networks) instead of the node's default. `Ok(None)` when
+/// there is no such file.
+pub fn load_named(
+    dir: &Path,
+    name: &str,
+    bin_dirs: &[PathBuf],
+) -> Result<Option<NetworkConfigList>, CniError> {
+    if !valid_name(name) {
+        return Err(CniError::InvalidArgument {
+            what: "network name",
+            reason: format!("{name:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"),
+        });
+    }
+    let path = dir.join(format!("{name}.conflist"));
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CniError::Io {
+                op: "read network config",
+                path,
+                source,
+            })
+        }
+    };
+    let list = NetworkConfigList::from_bytes(&bytes, &path)?;
+    if list.name != name {
+        return Err(CniError::InvalidConfig {
+            reason: format!("it names network {:?}, not {name:?}", list.name),
+            path,
+        });
+    }
+    for t in list.plugin_types() {
+        find_plugin(t, bin_dirs)?;
+    }
+    Ok(Some(list))
 }

@@ -243,3 +243,36 @@ fn cni_args_carry_ignore_unknown() {
         assert_eq!(e.kind(), CniErrorKind::InvalidArgument);
     }
 }
+
+#[test]
+fn named_networks_load_by_file_name_with_plugins_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bins = vec![bin_dir(tmp.path(), &["bridge", "portmap"])];
+    let dir = tmp.path().join("nets");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(load_named(&dir, "absent", &bins).unwrap().is_none());
+    std::fs::write(
+        dir.join("mynet.conflist"),
+        list("mynet", &["bridge", "portmap"]),
+    )
+    .unwrap();
+    let net = load_named(&dir, "mynet", &bins).unwrap().unwrap();
+    assert_eq!(net.name, "mynet");
+    assert_eq!(
+        net.plugin_types().collect::<Vec<_>>(),
+        ["bridge", "portmap"]
+    );
+    // The file's own name must agree with the network it holds.
+    std::fs::write(dir.join("other.conflist"), list("mynet", &["bridge"])).unwrap();
+    let e = load_named(&dir, "other", &bins).unwrap_err();
+    assert!(e.to_string().contains("not \"other\""), "{e}");
+    std::fs::write(dir.join("fw.conflist"), list("fw", &["bridge", "firewall"])).unwrap();
+    assert!(matches!(
+        load_named(&dir, "fw", &bins),
+        Err(CniError::PluginNotFound { .. })
+    ));
+    assert!(matches!(
+        load_named(&dir, "../x", &bins),
+        Err(CniError::InvalidArgument { .. })
+    ));
+}

@@ -33,7 +33,9 @@ use std::time::Duration;
 pub use attach::Attachment;
 pub use cache::CachedAttachment;
 pub use cni::Cni;
-pub use config::{find_plugin, load_default, NetworkConfigList, SUPPORTED_VERSIONS};
+pub use config::{
+    find_plugin, load_default, load_named, NetworkConfigList, NAMED_DIR, SUPPORTED_VERSIONS,
+};
 pub use error::{CniError, CniErrorKind};
 pub use exec::CniCommand;
 pub use pod::{bandwidth, EGRESS_BANDWIDTH, INGRESS_BANDWIDTH};

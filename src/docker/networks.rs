@@ -1,0 +1,808 @@
+//! `/networks`: Docker's networks over CNI. The predefined `bridge` is the
+//! node's default CNI network, `host` and `none` are the pod namespace modes,
+//! and user networks (driver `bridge`) are CNI configs berth writes (see
+//! `store`). A container joins one network, chosen at create: its pod
+//! carries the network's name in [`NETWORK_ANNOTATION`] and the engine
+//! attaches the pod with that network's config.
+
+mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::{DockerJson, Query};
+use super::events::parse_filters;
+use super::time::rfc3339;
+use super::{ApiError, Shared};
+use crate::engine::docker::NETWORK_ANNOTATION;
+use crate::engine::events::Event;
+use crate::engine::records::{new_id, now_nanos, PodRecord};
+use store::{Meta, Subnet};
+
+/// Pod annotation: the id of the user network named by [`NETWORK_ANNOTATION`].
+pub const NETWORK_ID_ANNOTATION: &str = "io.berth.network.id";
+
+/// The networks every daemon has; they cannot be created or removed.
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+/// Serialises creates and removals (name and subnet uniqueness, the
+/// in-use check against removal).
+static CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/networks", get(list))
+        .route("/networks/create", post(create))
+        .route("/networks/prune", post(prune))
+        .route("/networks/{id}", get(inspect).delete(remove))
+        .route("/networks/{id}/connect", post(connect))
+        .route("/networks/{id}/disconnect", post(connect))
+}
+
+/// The id of a predefined network: stable across restarts and daemons.
+pub fn builtin_id(name: &str) -> String {
+    hex::encode(Sha256::digest(format!("berth-network:{name}")))
+}
+
+/// The Docker network a pod is on: `host`, `none`, `bridge` or a user
+/// network's name.
+pub fn pod_network(pod: &PodRecord) -> String {
+    let host = pod
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network == k8s_cri::v1::NamespaceMode::Node as i32);
+    if host {
+        return "host".into();
+    }
+    match pod.config.annotations.get(NETWORK_ANNOTATION) {
+        Some(n) if !n.is_empty() && n != "default" => n.clone(),
+        _ => "bridge".into(),
+    }
+}
+
+/// The id of the network a pod is on.
+pub fn pod_network_id(pod: &PodRecord) -> String {
+    let name = pod_network(pod);
+    match pod.config.annotations.get(NETWORK_ID_ANNOTATION) {
+        Some(id) if !PREDEFINED.contains(&name.as_str()) => id.clone(),
+        _ => builtin_id(&name),
+    }
+}
+
+/// Resolves a `--network` value that is not a predefined mode to a user
+/// network's (name, id), by name, full id or unique id prefix.
+pub fn resolve_user(d: &Shared, name_or_id: &str) -> Result<(String, String), ApiError> {
+    let dir = networks_dir(d);
+    if let Some(m) = store::get(&dir, name_or_id).map_err(ApiError::internal)? {
+        return Ok((m.name, m.id));
+    }
+    let all = store::list(&dir).map_err(ApiError::internal)?;
+    let mut hits = all.iter().filter(|m| m.id.starts_with(name_or_id));
+    match (hits.next(), hits.next()) {
+        (Some(m), None) if !name_or_id.is_empty() => Ok((m.name.clone(), m.id.clone())),
+        _ => Err(ApiError::not_found(format!(
+            "network {name_or_id} not found"
+        ))),
+    }
+}
+
+fn networks_dir(d: &Shared) -> PathBuf {
+    d.engine.config.root.join(crate::network::NAMED_DIR)
+}
+
+fn forbidden(m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, m)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("network task failed: {e}")))?
+        .map_err(ApiError::internal)
+}
+
+/// A network as Docker describes it.
+#[derive(Debug, Clone)]
+struct Net {
+    id: String,
+    name: String,
+    driver: &'static str,
+    created: i64,
+    /// (subnet, gateway) pairs.
+    ipam: Vec<(String, String)>,
+    internal: bool,
+    attachable: bool,
+    labels: BTreeMap<String, String>,
+    options: BTreeMap<String, String>,
+}
+
+impl Net {
+    fn builtin(&self) -> bool {
+        PREDEFINED.contains(&self.name.as_str())
+    }
+
+    fn user(m: &Meta) -> Net {
+        Net {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            driver: "bridge",
+            created: m.created,
+            ipam: vec![(m.subnet.to_string(), m.gateway.to_string())],
+            internal: m.internal,
+            attachable: m.attachable,
+            labels: m.labels.clone(),
+            options: m.options.clone(),
+        }
+    }
+
+    /// The prefix length of IPv4 addresses on this network.
+    fn prefix_len(&self) -> u8 {
+        self.ipam
+            .first()
+            .and_then(|(s, _)| s.split_once('/'))
+            .and_then(|(_, l)| l.parse().ok())
+            .unwrap_or(32)
+    }
+
+    fn to_json(&self, containers: Value) -> Value {
+        let config: Vec<Value> = self
+            .ipam
+            .iter()
+            .map(|(s, g)| {
+                let mut c = json!({"Subnet": s});
+                if !g.is_empty() {
+                    c["Gateway"] = json!(g);
+                }
+                c
+            })
+            .collect();
+        json!({
+            "Name": self.name,
+            "Id": self.id,
+            "Created": rfc3339(self.created),
+            "Scope": "local",
+            "Driver": self.driver,
+            "EnableIPv4": self.driver != "null",
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": null, "Config": config},
+            "Internal": self.internal,
+            "Attachable": self.attachable,
+            "Ingress": false,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": self.options,
+            "Labels": self.labels,
+        })
+    }
+}
+
+/// The predefined networks; `bridge` describes the default CNI network.
+fn builtins(d: &Shared) -> Vec<Net> {
+    let mut bridge = Net {
+        id: builtin_id("bridge"),
+        name: "bridge".into(),
+        driver: "bridge",
+        created: 0,
+        ipam: vec![],
+        internal: false,
+        attachable: false,
+        labels: BTreeMap::new(),
+        options: BTreeMap::new(),
+    };
+    if let Ok(net) = d.engine.network.ready() {
+        bridge.created = std::fs::metadata(&net.path)
+            .and_then(|m| m.modified())
+            .map(|t| super::time::unix_secs(t) * 1_000_000_000)
+            .unwrap_or(0);
+        for p in &net.plugins {
+            if let Some(b) = p.get("bridge").and_then(Value::as_str) {
+                bridge
+                    .options
+                    .insert("com.docker.network.bridge.name".into(), b.into());
+            }
+            if let Some(ipam) = p.get("ipam") {
+                bridge.ipam.extend(ipam_ranges(ipam));
+            }
+        }
+    }
+    let other = |name: &str, driver| Net {
+        id: builtin_id(name),
+        name: name.into(),
+        driver,
+        created: 0,
+        ipam: vec![],
+        internal: false,
+        attachable: false,
+        labels: BTreeMap::new(),
+        options: BTreeMap::new(),
+    };
+    vec![bridge, other("host", "host"), other("none", "null")]
+}
+
+/// (subnet, gateway) of a CNI `ipam` section: host-local's `ranges` or the
+/// older top-level `subnet`/`gateway`.
+fn ipam_ranges(ipam: &Value) -> Vec<(String, String)> {
+    let pair = |v: &Value| {
+        v.get("subnet").and_then(Value::as_str).map(|s| {
+            let g = v.get("gateway").and_then(Value::as_str).unwrap_or("");
+            (s.to_string(), g.to_string())
+        })
+    };
+    let mut out: Vec<(String, String)> = ipam
+        .get("ranges")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(pair)
+        .collect();
+    out.extend(pair(ipam));
+    out
+}
+
+/// Every network: the predefined ones, then user networks by name.
+async fn all_networks(d: &Shared) -> Result<Vec<Net>, ApiError> {
+    let mut out = builtins(d);
+    let dir = networks_dir(d);
+    let metas = blocking(move || store::list(&dir)).await?;
+    out.extend(metas.iter().map(Net::user));
+    Ok(out)
+}
+
+/// Finds a network as Docker does: full id, then name, then unique id prefix.
+fn find<'a>(all: &'a [Net], want: &str) -> Result<&'a Net, ApiError> {
+    let not_found = || ApiError::not_found(format!("network {want} not found"));
+    if want.is_empty() {
+        return Err(not_found());
+    }
+    if let Some(n) = all.iter().find(|n| n.id == want) {
+        return Ok(n);
+    }
+    if let Some(n) = all.iter().find(|n| n.name == want) {
+        return Ok(n);
+    }
+    let hits: Vec<&Net> = all.iter().filter(|n| n.id.starts_with(want)).collect();
+    match hits.as_slice() {
+        [n] => Ok(n),
+        [] => Err(not_found()),
+        many => Err(ApiError::bad_request(format!(
+            "network {want} is ambiguous ({} matches found based on ID prefix)",
+            many.len()
+        ))),
+    }
+}
+
+/// The containers on each network (by network name): id → endpoint.
+fn endpoints(
+    d: &Shared,
+    nets: &[Net],
+) -> Result<HashMap<String, BTreeMap<String, Value>>, ApiError> {
+    let pods: HashMap<String, PodRecord> = d
+        .engine
+        .pods()?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
+    let mut out: HashMap<String, BTreeMap<String, Value>> = HashMap::new();
+    for c in d.engine.containers()? {
+        let Some(pod) = pods.get(&c.pod_id) else {
+            continue;
+        };
+        let net = pod_network(pod);
+        let len = nets
+            .iter()
+            .find(|n| n.name == net)
+            .map(Net::prefix_len)
+            .unwrap_or(32);
+        let ipv4 = pod
+            .ips
+            .iter()
+            .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+            .map(|ip| format!("{ip}/{len}"))
+            .unwrap_or_default();
+        let ipv6 = pod
+            .ips
+            .iter()
+            .find(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+            .map(|ip| format!("{ip}/64"))
+            .unwrap_or_default();
+        out.entry(net).or_default().insert(
+            c.id.clone(),
+            json!({
+                "Name": d.engine.container_name(&c),
+                "EndpointID": pod.id,
+                "MacAddress": "",
+                "IPv4Address": ipv4,
+                "IPv6Address": ipv6,
+            }),
+        );
+    }
+    Ok(out)
+}
+
+/// The names of user networks some pod is on (attached or not).
+fn networks_in_use(d: &Shared) -> Result<HashMap<String, usize>, ApiError> {
+    let mut out = HashMap::new();
+    for p in d.engine.pods()? {
+        *out.entry(pod_network(&p)).or_default() += 1;
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    filters: Option<String>,
+}
+
+fn labels_match(labels: &BTreeMap<String, String>, want: &str) -> bool {
+    match want.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(want),
+    }
+}
+
+async fn list(
+    State(d): State<Shared>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let f = parse_filters(p.filters.as_deref())?;
+    for key in f.keys() {
+        if !["driver", "id", "label", "name", "scope", "type", "dangling"].contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+        }
+    }
+    for t in f.get("type").into_iter().flatten() {
+        if t != "custom" && t != "builtin" {
+            return Err(ApiError::bad_request(format!(
+                "invalid filter: 'type'='{t}'"
+            )));
+        }
+    }
+    let nets = all_networks(&d).await?;
+    let used = networks_in_use(&d)?;
+    let any = |key: &str, test: &dyn Fn(&str) -> bool| {
+        f.get(key)
+            .is_none_or(|v| v.is_empty() || v.iter().any(|x| test(x)))
+    };
+    let out = nets
+        .iter()
+        .filter(|n| {
+            any("name", &|v| n.name.contains(v))
+                && any("id", &|v| n.id.starts_with(v))
+                && any("driver", &|v| n.driver == v)
+                && any("scope", &|v| v == "local")
+                && any("type", &|v| (v == "builtin") == n.builtin())
+                && f.get("label")
+                    .is_none_or(|v| v.iter().all(|l| labels_match(&n.labels, l)))
+                && any("dangling", &|v| {
+                    let dangling = !n.builtin() && !used.contains_key(&n.name);
+                    matches!(v, "true" | "1") == dangling
+                })
+        })
+        .map(|n| n.to_json(json!({})))
+        .collect();
+    Ok(Json(out))
+}
+
+async fn inspect(State(d): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let nets = all_networks(&d).await?;
+    let net = find(&nets, &id)?;
+    let mut eps = endpoints(&d, &nets)?;
+    let containers = eps.remove(&net.name).unwrap_or_default();
+    Ok(Json(net.to_json(json!(containers))))
+}
+
+/// The parts of Docker's `NetworkCreateRequest` berth acts on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateRequest {
+    name: String,
+    driver: String,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    #[serde(rename = "IPAM")]
+    ipam: Option<Ipam>,
+    internal: bool,
+    attachable: bool,
+    ingress: bool,
+    config_only: bool,
+    options: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ipam {
+    driver: String,
+    config: Option<Vec<IpamConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamConfig {
+    subnet: String,
+    #[serde(rename = "IPRange")]
+    ip_range: String,
+    gateway: String,
+    auxiliary_addresses: Option<BTreeMap<String, String>>,
+}
+
+/// The subnet and gateway a create asks for (`None`: pick a subnet).
+fn requested_ipam(
+    req: &CreateRequest,
+) -> Result<Option<(Subnet, Option<std::net::Ipv4Addr>)>, ApiError> {
+    let Some(ipam) = &req.ipam else {
+        return Ok(None);
+    };
+    if !matches!(ipam.driver.as_str(), "" | "default") {
+        return Err(ApiError::bad_request(format!(
+            "IPAM driver {:?} is not supported (berth has only the default one)",
+            ipam.driver
+        )));
+    }
+    let configs = ipam.config.as_deref().unwrap_or_default();
+    let [c] = configs else {
+        if configs.is_empty() {
+            return Ok(None);
+        }
+        return Err(ApiError::bad_request(
+            "a network can have one IPv4 subnet in berth",
+        ));
+    };
+    if !c.ip_range.is_empty()
+        || c.auxiliary_addresses
+            .as_ref()
+            .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "ip-range and aux-address are not supported",
+        ));
+    }
+    if c.subnet.is_empty() {
+        if !c.gateway.is_empty() {
+            return Err(ApiError::bad_request("a gateway needs a subnet (--subnet)"));
+        }
+        return Ok(None);
+    }
+    let subnet = Subnet::parse(&c.subnet).map_err(ApiError::bad_request)?;
+    let gateway = match c.gateway.as_str() {
+        "" => None,
+        g => {
+            let ip: std::net::Ipv4Addr = g
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gateway address {g}")))?;
+            if !subnet.is_host(ip) {
+                return Err(ApiError::bad_request(format!(
+                    "gateway {g} is not a host address of subnet {subnet}"
+                )));
+            }
+            Some(ip)
+        }
+    };
+    Ok(Some((subnet, gateway)))
+}
+
+async fn create(
+    State(d): State<Shared>,
+    DockerJson(req): DockerJson<CreateRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name = req.name.clone();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("network name must be given"));
+    }
+    if name == "default" || name.starts_with("container:") {
+        return Err(forbidden(format!(
+            "{name} is a pre-defined network and cannot be created"
+        )));
+    }
+    if !super::create::valid_name(&name) || name.len() > 128 {
+        return Err(ApiError::bad_request(format!(
+            "invalid network name {name:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)"
+        )));
+    }
+    if !matches!(req.driver.as_str(), "" | "bridge") {
+        return Err(ApiError::bad_request(format!(
+            "plugin {:?} not found (berth networks have the bridge driver only)",
+            req.driver
+        )));
+    }
+    if req.enable_ipv6 == Some(true) {
+        return Err(ApiError::bad_request("IPv6 networks are not supported"));
+    }
+    if req.ingress || req.config_only {
+        return Err(ApiError::bad_request(
+            "ingress and config-only networks are not supported",
+        ));
+    }
+    let wanted = requested_ipam(&req)?;
+    let _g = CHANGES.lock().await;
+    let nets = all_networks(&d).await?;
+    if nets.iter().any(|n| n.name == name) {
+        return Err(ApiError::conflict(format!(
+            "network with name {name} already exists"
+        )));
+    }
+    let taken: Vec<Subnet> = nets
+        .iter()
+        .flat_map(|n| &n.ipam)
+        .filter_map(|(s, _)| cidr(s))
+        .collect();
+    let subnet = match wanted {
+        Some((s, _)) => {
+            if taken.iter().any(|t| t.overlaps(&s)) {
+                return Err(forbidden(format!(
+                    "invalid pool request: Pool overlaps with other one on this address space ({s})"
+                )));
+            }
+            s
+        }
+        None => {
+            let mut used = taken;
+            used.extend(
+                tokio::task::spawn_blocking(store::host_routes)
+                    .await
+                    .unwrap_or_default(),
+            );
+            store::pick_subnet(&used).ok_or_else(|| {
+                forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")
+            })?
+        }
+    };
+    let id = new_id();
+    let meta = Meta {
+        bridge: Meta::bridge_for(&id),
+        id: id.clone(),
+        name: name.clone(),
+        created: now_nanos(),
+        subnet,
+        gateway: wanted.and_then(|(_, g)| g).unwrap_or(subnet.first_host()),
+        internal: req.internal,
+        attachable: req.attachable,
+        labels: req.labels.clone().unwrap_or_default(),
+        options: req.options.clone().unwrap_or_default(),
+    };
+    let dir = networks_dir(&d);
+    let m = meta.clone();
+    blocking(move || store::create(&dir, &m)).await?;
+    d.engine.events.emit(
+        Event::new("network", "create", &id)
+            .with("name", &name)
+            .with("type", "bridge"),
+    );
+    tracing::info!(network = %name, id = %id, subnet = %meta.subnet, "created network");
+    Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warning": ""}))))
+}
+
+/// A CNI subnet string as IPv4 prefix (IPv6 and host bits are ignored).
+fn cidr(s: &str) -> Option<Subnet> {
+    let (ip, len) = s.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some(Subnet {
+        addr: std::net::Ipv4Addr::from(u32::from(ip) & mask),
+        len,
+    })
+}
+
+async fn remove(State(d): State<Shared>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let _g = CHANGES.lock().await;
+    let nets = all_networks(&d).await?;
+    let net = find(&nets, &id)?.clone();
+    delete(&d, &net).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a user network no pod is on: its bridge, then its files.
+async fn delete(d: &Shared, net: &Net) -> Result<(), ApiError> {
+    if net.builtin() {
+        return Err(forbidden(format!(
+            "{} is a pre-defined network and cannot be removed",
+            net.name
+        )));
+    }
+    if networks_in_use(d)?.contains_key(&net.name) {
+        return Err(forbidden(format!(
+            "error while removing network: network {} id {} has active endpoints",
+            net.name, net.id
+        )));
+    }
+    // The bridge plugin leaves its bridge when the last pod goes.
+    let bridge = Meta::bridge_for(&net.id);
+    if std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists()
+    {
+        let out = tokio::process::Command::new("ip")
+            .args(["link", "delete", &bridge])
+            .output()
+            .await
+            .map_err(|e| ApiError::internal(format!("failed to run ip: {e}")))?;
+        if !out.status.success() {
+            return Err(ApiError::internal(format!(
+                "error while removing network: failed to delete bridge {bridge}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    let (dir, name) = (networks_dir(d), net.name.clone());
+    blocking(move || store::remove(&dir, &name)).await?;
+    d.engine.events.emit(
+        Event::new("network", "destroy", &net.id)
+            .with("name", &net.name)
+            .with("type", "bridge"),
+    );
+    tracing::info!(network = %net.name, id = %net.id, "removed network");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct PruneParams {
+    filters: Option<String>,
+}
+
+async fn prune(
+    State(d): State<Shared>,
+    Query(p): Query<PruneParams>,
+) -> Result<Json<Value>, ApiError> {
+    let f = parse_filters(p.filters.as_deref())?;
+    for key in f.keys() {
+        if !["label", "label!", "until"].contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+        }
+    }
+    let now = now_nanos();
+    let until = match f.get("until").and_then(|v| v.first()) {
+        Some(u) => Some(
+            super::time::parse_point(u, now)
+                .map_err(|e| ApiError::bad_request(format!("invalid filter 'until={u}': {e}")))?,
+        ),
+        None => None,
+    };
+    let _g = CHANGES.lock().await;
+    let used = networks_in_use(&d)?;
+    let mut deleted = Vec::new();
+    for net in all_networks(&d).await? {
+        let keep = net.builtin()
+            || used.contains_key(&net.name)
+            || until.is_some_and(|u| net.created >= u)
+            || !f
+                .get("label")
+                .is_none_or(|v| v.iter().all(|l| labels_match(&net.labels, l)))
+            || f.get("label!")
+                .is_some_and(|v| v.iter().any(|l| labels_match(&net.labels, l)));
+        if !keep {
+            delete(&d, &net).await?;
+            deleted.push(net.name.clone());
+        }
+    }
+    Ok(Json(json!({ "NetworksDeleted": deleted })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectRequest {
+    container: String,
+}
+
+/// Connect and disconnect: a berth container has exactly one network,
+/// chosen when it is created, so both are refused once the names resolve.
+async fn connect(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    DockerJson(req): DockerJson<ConnectRequest>,
+) -> Result<StatusCode, ApiError> {
+    let nets = all_networks(&d).await?;
+    let net = find(&nets, &id)?;
+    let c = d.container(&req.container)?;
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        format!(
+            "connecting or disconnecting container {} and network {} is not supported: a berth container has one network, chosen when it is created (docker run --network)",
+            d.engine.container_name(&c),
+            net.name
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_ids_are_stable_hex() {
+        let id = builtin_id("bridge");
+        assert_eq!(id.len(), 64);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, builtin_id("bridge"));
+        assert_ne!(id, builtin_id("host"));
+    }
+
+    #[test]
+    fn ipam_ranges_read_both_host_local_forms() {
+        let v = json!({"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16", "gateway": "10.88.0.1"}], [{"subnet": "fd00::/64"}]]});
+        assert_eq!(
+            ipam_ranges(&v),
+            [
+                ("10.88.0.0/16".to_string(), "10.88.0.1".to_string()),
+                ("fd00::/64".to_string(), String::new())
+            ]
+        );
+        let old = json!({"type": "host-local", "subnet": "10.1.0.0/24"});
+        assert_eq!(
+            ipam_ranges(&old),
+            [("10.1.0.0/24".to_string(), String::new())]
+        );
+    }
+
+    fn net(name: &str, id: &str) -> Net {
+        Net {
+            id: id.into(),
+            name: name.into(),
+            driver: "bridge",
+            created: 0,
+            ipam: vec![],
+            internal: false,
+            attachable: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn networks_are_found_by_id_name_then_prefix() {
+        let all = [net("a", "abc1"), net("abc1x", "def0"), net("c", "abd2")];
+        assert_eq!(find(&all, "abc1").unwrap().name, "a");
+        assert_eq!(find(&all, "abc1x").unwrap().name, "abc1x");
+        assert_eq!(find(&all, "de").unwrap().name, "abc1x");
+        assert_eq!(
+            find(&all, "ab").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        let e = find(&all, "zz").unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::NOT_FOUND, "network zz not found")
+        );
+    }
+
+    #[test]
+    fn create_requests_are_checked() {
+        let req: CreateRequest = serde_json::from_value(json!({
+            "Name": "n", "Driver": "bridge",
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [{"Subnet": "10.89.77.0/24", "Gateway": "10.89.77.254"}]},
+            "Options": {}, "Labels": {"a": "b"}, "EnableIPv6": null, "ConfigFrom": null
+        }))
+        .unwrap();
+        let (s, g) = requested_ipam(&req).unwrap().unwrap();
+        assert_eq!(
+            (s.to_string(), g.unwrap().to_string()),
+            ("10.89.77.0/24".into(), "10.89.77.254".into())
+        );
+        let bad: CreateRequest = serde_json::from_value(json!({
+            "IPAM": {"Config": [{"Subnet": "10.89.77.0/24", "Gateway": "10.89.78.1"}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            requested_ipam(&bad).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        let none: CreateRequest = serde_json::from_value(json!({"IPAM": {"Config": []}})).unwrap();
+        assert!(requested_ipam(&none).unwrap().is_none());
+    }
+}
