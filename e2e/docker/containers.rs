@@ -468,7 +468,17 @@ async fn events_stream_container_life_cycle() {
 async fn update_prune_df_and_info_counts() {
     let e = DockerEnv::new("").await;
     e.docker(&[
-        "run", "-d", "--name", "busy", "-m", "64m", &e.busybox, "sleep", "300",
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "-v",
+        "dfvol:/data",
+        &e.busybox,
+        "sleep",
+        "300",
     ])
     .ok();
     e.docker(&["create", "--name", "idle", &e.busybox, "true"])
@@ -521,6 +531,7 @@ async fn update_prune_df_and_info_counts() {
     let lines: Vec<&str> = df.out().lines().collect();
     assert_eq!(lines[0], "Images 1 1", "{df:?}");
     assert_eq!(lines[1], "Containers 2 1", "{df:?}");
+    assert_eq!(lines[2], "Local Volumes 1 1", "{df:?}");
     // prune removes the stopped container only.
     let pruned = e.docker(&["container", "prune", "-f"]).ok();
     assert!(pruned.stdout.contains("Deleted Containers:"), "{pruned:?}");

@@ -320,6 +320,24 @@ pub fn dir_size(p: &Path) -> u64 {
     total
 }
 
+/// `SizeRw` (the writable layer) and `SizeRootFs` (plus the image).
+async fn add_sizes(d: &Shared, rec: &ContainerRecord, v: &mut Value) {
+    let upper = rec.layer_dir.join("upper");
+    let rw = tokio::task::spawn_blocking(move || dir_size(&upper))
+        .await
+        .unwrap_or(0);
+    let image = d
+        .engine
+        .images
+        .resolve(&rec.image_id)
+        .ok()
+        .flatten()
+        .map(|i| i.size)
+        .unwrap_or(0);
+    v["SizeRw"] = json!(rw);
+    v["SizeRootFs"] = json!(rw + image);
+}
+
 /// One `docker ps` entry.
 pub async fn summary(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Value, ApiError> {
     let pod = d.engine.pod(&rec.pod_id).ok();
@@ -340,20 +358,7 @@ pub async fn summary(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
         "Mounts": mounts(d, rec),
     });
     if size {
-        let upper = rec.layer_dir.join("upper");
-        let rw = tokio::task::spawn_blocking(move || dir_size(&upper))
-            .await
-            .unwrap_or(0);
-        let image = d
-            .engine
-            .images
-            .resolve(&rec.image_id)
-            .ok()
-            .flatten()
-            .map(|i| i.size)
-            .unwrap_or(0);
-        v["SizeRw"] = json!(rw);
-        v["SizeRootFs"] = json!(rw + image);
+        add_sizes(d, rec, &mut v).await;
     }
     Ok(v)
 }
@@ -617,20 +622,7 @@ pub async fn inspect(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
         v["Config"]["StopTimeout"] = json!(t);
     }
     if size {
-        let upper = rec.layer_dir.join("upper");
-        let rw = tokio::task::spawn_blocking(move || dir_size(&upper))
-            .await
-            .unwrap_or(0);
-        v["SizeRw"] = json!(rw);
-        let image = d
-            .engine
-            .images
-            .resolve(&rec.image_id)
-            .ok()
-            .flatten()
-            .map(|i| i.size)
-            .unwrap_or(0);
-        v["SizeRootFs"] = json!(rw + image);
+        add_sizes(d, rec, &mut v).await;
     }
     Ok(v)
 }
