@@ -1,7 +1,6 @@
 //! Container life cycle routes: list, inspect, start, stop, restart, kill,
 //! wait, delete, rename, pause/unpause, update, prune.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -16,7 +15,8 @@ use tracing::warn;
 
 use super::create::{names, stored_request, valid_name};
 use super::error::{flag, DockerJson, Query};
-use super::events::{async_stream, parse_filters};
+use super::events::async_stream;
+use super::filters::{check_filter_keys, label_matches, parse_filters, Filters};
 use super::model;
 use super::{ApiError, Shared};
 use crate::engine::docker::OWNER_LABEL;
@@ -58,17 +58,14 @@ struct ListParams {
 }
 
 /// Refuses filters `docker ps` does not know, before anything is listed.
-fn check_list_filters(f: &HashMap<String, Vec<String>>) -> Result<(), ApiError> {
-    for key in f.keys() {
-        if ![
+fn check_list_filters(f: &Filters) -> Result<(), ApiError> {
+    check_filter_keys(
+        f,
+        &[
             "id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
             "volume", "health", "is-task", "publish", "expose",
-        ]
-        .contains(&key.as_str())
-        {
-            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
-        }
-    }
+        ],
+    )?;
     if let Some(st) = f.get("status") {
         for s in st {
             if ![
@@ -94,7 +91,7 @@ fn check_list_filters(f: &HashMap<String, Vec<String>>) -> Result<(), ApiError> 
 fn list_filter(
     d: &Shared,
     rec: &ContainerRecord,
-    f: &HashMap<String, Vec<String>>,
+    f: &Filters,
     all: &[ContainerRecord],
 ) -> Result<bool, ApiError> {
     let name = d.engine.container_name(rec);
@@ -131,9 +128,8 @@ fn list_filter(
             let v = v.trim_start_matches('/');
             name.contains(v)
         })
-        && any("label", &|v| match v.split_once('=') {
-            Some((k, val)) => rec.config.labels.get(k).is_some_and(|x| x == val),
-            None => rec.config.labels.contains_key(v),
+        && any("label", &|v| {
+            label_matches(|k| rec.config.labels.get(k).map(String::as_str), v)
         })
         && any("status", &|v| v == model::state_word(rec))
         && any("ancestor", &|v| image_matches(v))
@@ -641,10 +637,8 @@ async fn prune(
             continue;
         }
         let labels_ok = f.get("label").is_none_or(|ls| {
-            ls.iter().all(|l| match l.split_once('=') {
-                Some((k, v)) => rec.config.labels.get(k).is_some_and(|x| x == v),
-                None => rec.config.labels.contains_key(l),
-            })
+            ls.iter()
+                .all(|l| label_matches(|k| rec.config.labels.get(k).map(String::as_str), l))
         });
         if !labels_ok {
             continue;

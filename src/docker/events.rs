@@ -2,7 +2,6 @@
 //! `since`/`until` (replayed from the engine's bounded history) and filters
 //! (`type`, `event`, `container`, `image`, `label`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,6 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::Query;
+pub use super::filters::parse_filters;
+use super::filters::{label_matches, Filters};
 use super::time::{now_nanos, parse_point};
 use super::{ApiError, Shared};
 use crate::engine::events::Event;
@@ -30,35 +31,8 @@ struct Params {
     filters: Option<String>,
 }
 
-/// Docker's `filters` query value: `{"key": ["v1", "v2"]}` (or the old
-/// `{"key": {"v1": true}}` form).
-pub fn parse_filters(raw: Option<&str>) -> Result<HashMap<String, Vec<String>>, ApiError> {
-    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
-        return Ok(HashMap::new());
-    };
-    let v: Value = serde_json::from_str(raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid filter '{raw}': {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request(format!("invalid filter '{raw}'")))?;
-    let mut out = HashMap::new();
-    for (k, vals) in obj {
-        let list: Vec<String> = match vals {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-            Value::Object(m) => m.keys().cloned().collect(),
-            Value::String(s) => vec![s.clone()],
-            _ => return Err(ApiError::bad_request(format!("invalid filter '{raw}'"))),
-        };
-        out.insert(k.clone(), list);
-    }
-    Ok(out)
-}
-
 /// True when `ev` passes every filter.
-fn matches(ev: &Event, f: &HashMap<String, Vec<String>>) -> bool {
+fn matches(ev: &Event, f: &Filters) -> bool {
     let any = |key: &str, test: &dyn Fn(&str) -> bool| {
         f.get(key)
             .is_none_or(|vals| vals.is_empty() || vals.iter().any(|v| test(v)))
@@ -74,9 +48,8 @@ fn matches(ev: &Event, f: &HashMap<String, Vec<String>>) -> bool {
         && any("image", &|v| {
             (ev.kind == "image" && (ev.id == v || v == name)) || image == v
         })
-        && any("label", &|v| match v.split_once('=') {
-            Some((k, val)) => ev.attributes.get(k).is_some_and(|x| x == val),
-            None => ev.attributes.contains_key(v),
+        && any("label", &|v| {
+            label_matches(|k| ev.attributes.get(k).map(String::as_str), v)
         })
 }
 
@@ -187,7 +160,7 @@ where
 mod tests {
     use super::*;
 
-    fn f(raw: &str) -> HashMap<String, Vec<String>> {
+    fn f(raw: &str) -> Filters {
         parse_filters(Some(raw)).unwrap()
     }
 

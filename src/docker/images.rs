@@ -11,8 +11,6 @@ mod delete;
 mod pull;
 mod transfer;
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::Query;
+pub use super::filters::{check_filter_keys, parse_filters};
 use super::{time, ApiError, ApiVersion, Shared};
 use crate::engine::events::Event;
 use crate::image::{ImageRecord, Reference};
@@ -127,54 +126,6 @@ pub(crate) fn json_line(v: &Value) -> Bytes {
     let mut b = serde_json::to_vec(v).expect("JSON values serialize");
     b.push(b'\n');
     Bytes::from(b)
-}
-
-/// Docker's filters parameter: `{"key":{"value":true}}` or the older
-/// `{"key":["value"]}`.
-pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
-    let raw = raw.unwrap_or("").trim();
-    let mut out = BTreeMap::new();
-    if raw.is_empty() {
-        return Ok(out);
-    }
-    let v: Map<String, Value> = serde_json::from_str(raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    for (k, vals) in v {
-        let list: Vec<String> = match vals {
-            Value::Object(m) => m
-                .into_iter()
-                .filter(|(_, on)| on.as_bool() != Some(false))
-                .map(|(v, _)| v)
-                .collect(),
-            Value::Array(a) => a
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s),
-                    other => Err(ApiError::bad_request(format!(
-                        "invalid filter value for {k:?}: {other}"
-                    ))),
-                })
-                .collect::<Result<_, _>>()?,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid filter value for {k:?}: {other}"
-                )))
-            }
-        };
-        out.insert(k, list);
-    }
-    Ok(out)
-}
-
-/// Refuses filter keys outside `allowed`, as Docker does.
-pub fn check_filter_keys(
-    f: &BTreeMap<String, Vec<String>>,
-    allowed: &[&str],
-) -> Result<(), ApiError> {
-    match f.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
-        None => Ok(()),
-    }
 }
 
 /// Go's `path.Match` for the patterns Docker's reference filter uses:
@@ -368,15 +319,7 @@ fn parse_bool(v: &str, key: &str) -> Result<bool, ApiError> {
 
 /// `label=key` or `label=key=value` against a config's labels.
 fn label_matches(labels: &Value, want: &str) -> bool {
-    let (k, v) = match want.split_once('=') {
-        Some((k, v)) => (k, Some(v)),
-        None => (want, None),
-    };
-    match (labels.get(k).and_then(Value::as_str), v) {
-        (Some(_), None) => true,
-        (Some(have), Some(v)) => have == v,
-        (None, _) => false,
-    }
+    super::filters::label_matches(|k| labels.get(k).and_then(Value::as_str), want)
 }
 
 fn summary(f: &Facts, tags: &[String], version: Option<ApiVersion>) -> Value {

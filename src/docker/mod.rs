@@ -12,6 +12,7 @@ pub mod create;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod filters;
 pub mod hijack;
 pub mod images;
 pub mod logs;

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{DockerJson, Query};
-use super::events::parse_filters;
+use super::filters::{check_filter_keys, label_matches, parse_filters};
 use super::time::rfc3339;
 use super::{ApiError, Shared};
 use crate::engine::docker::NETWORK_ANNOTATION;
@@ -350,10 +350,7 @@ struct ListParams {
 }
 
 fn labels_match(labels: &BTreeMap<String, String>, want: &str) -> bool {
-    match want.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(want),
-    }
+    label_matches(|k| labels.get(k).map(String::as_str), want)
 }
 
 async fn list(
@@ -661,11 +658,7 @@ async fn prune(
     Query(p): Query<PruneParams>,
 ) -> Result<Json<Value>, ApiError> {
     let f = parse_filters(p.filters.as_deref())?;
-    for key in f.keys() {
-        if !["label", "label!", "until"].contains(&key.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
-        }
-    }
+    check_filter_keys(&f, &["label", "label!", "until"])?;
     let now = now_nanos();
     let until = match f.get("until").and_then(|v| v.first()) {
         Some(u) => Some(

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::{flag, DockerJson, Query};
-use super::events::parse_filters;
+use super::filters::{check_filter_keys, label_matches, parse_filters, Filters};
 use super::{ApiError, ApiVersion, Shared};
 use crate::engine::records::new_id;
 
@@ -255,15 +255,11 @@ fn volume_of(volumes: &Path, host: &Path) -> Option<String> {
     Some(first.as_os_str().to_str()?.to_string())
 }
 
-type Filters = HashMap<String, Vec<String>>;
-
 /// Docker's `label` filter values: `key` or `key=value`; all must match.
 fn labels_match(vals: Option<&Vec<String>>, labels: &BTreeMap<String, String>) -> bool {
     vals.is_none_or(|vals| {
-        vals.iter().all(|f| match f.split_once('=') {
-            Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-            None => labels.contains_key(f.as_str()),
-        })
+        vals.iter()
+            .all(|f| label_matches(|k| labels.get(k).map(String::as_str), f))
     })
 }
 
@@ -284,20 +280,13 @@ fn bool_filter(f: &Filters, key: &str) -> Result<Option<bool>, ApiError> {
     Ok(out)
 }
 
-fn check_keys(f: &Filters, allowed: &[&str]) -> Result<(), ApiError> {
-    match f.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
-        None => Ok(()),
-    }
-}
-
 /// `GET /volumes` filtering: `name` (substring), `driver`, `label`,
 /// `dangling`. `in_use` says whether a volume has containers.
 fn list_filter<'a>(
     f: &'a Filters,
     in_use: &'a dyn Fn(&str) -> bool,
 ) -> Result<impl Fn(&Volume) -> bool + 'a, ApiError> {
-    check_keys(f, &["name", "driver", "label", "dangling"])?;
+    check_filter_keys(f, &["name", "driver", "label", "dangling"])?;
     let dangling = bool_filter(f, "dangling")?;
     Ok(move |v: &Volume| {
         let any = |key: &str, test: &dyn Fn(&str) -> bool| {
@@ -317,7 +306,7 @@ fn prune_filter(
     f: &Filters,
     all_by_default: bool,
 ) -> Result<impl Fn(&Volume) -> bool + '_, ApiError> {
-    check_keys(f, &["label", "label!", "all"])?;
+    check_filter_keys(f, &["label", "label!", "all"])?;
     let all = bool_filter(f, "all")?.unwrap_or(all_by_default);
     Ok(move |v: &Volume| {
         (all || v.anonymous())
@@ -474,7 +463,7 @@ mod tests {
     use super::*;
 
     fn filters(pairs: &[(&str, &str)]) -> Filters {
-        let mut f: Filters = HashMap::new();
+        let mut f: Filters = Filters::new();
         for (k, v) in pairs {
             f.entry(k.to_string()).or_default().push(v.to_string());
         }
