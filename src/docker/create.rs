@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use k8s_cri::v1 as cri;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::warn;
 
@@ -22,132 +22,20 @@ use super::{ApiError, Shared};
 use crate::engine::docker::{CONFIG_ANNOTATION, NAME_ANNOTATION, NETWORK_ANNOTATION, OWNER_LABEL};
 use crate::engine::records::new_id;
 
+mod mounts;
+mod request;
+
+use mounts::mounts;
+use request::PortBinding;
+pub use request::{stored_request, CreateRequest};
+
 pub fn routes() -> Router<Shared> {
     Router::new().route("/containers/create", post(create))
-}
-
-/// The parts of Docker's `ContainerCreateRequest` berth acts on; the whole
-/// request is stored as given.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct CreateRequest {
-    pub hostname: String,
-    pub domainname: String,
-    pub user: String,
-    pub attach_stdin: bool,
-    pub attach_stdout: bool,
-    pub attach_stderr: bool,
-    pub exposed_ports: Option<HashMap<String, Value>>,
-    pub tty: bool,
-    pub open_stdin: bool,
-    pub stdin_once: bool,
-    pub env: Option<Vec<String>>,
-    pub cmd: Option<StrOrVec>,
-    pub entrypoint: Option<StrOrVec>,
-    pub image: String,
-    pub labels: Option<HashMap<String, String>>,
-    pub working_dir: String,
-    pub stop_signal: Option<String>,
-    pub stop_timeout: Option<i64>,
-    pub network_disabled: bool,
-    pub host_config: HostConfig,
-}
-
-/// `Cmd`/`Entrypoint` may be a string (old clients) or a list.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum StrOrVec {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl StrOrVec {
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            StrOrVec::One(s) => vec![s.clone()],
-            StrOrVec::Many(v) => v.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct HostConfig {
-    pub binds: Option<Vec<String>>,
-    pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
-    pub publish_all_ports: bool,
-    pub auto_remove: bool,
-    pub network_mode: String,
-    pub mounts: Option<Vec<MountSpec>>,
-    pub memory: i64,
-    pub memory_swap: i64,
-    pub nano_cpus: i64,
-    pub cpu_shares: i64,
-    pub cpu_quota: i64,
-    pub cpu_period: i64,
-    pub cpuset_cpus: String,
-    pub cpuset_mems: String,
-    pub cap_add: Option<Vec<String>>,
-    pub cap_drop: Option<Vec<String>>,
-    pub privileged: bool,
-    pub readonly_rootfs: bool,
-    pub extra_hosts: Option<Vec<String>>,
-    pub dns: Option<Vec<String>>,
-    pub dns_search: Option<Vec<String>>,
-    pub dns_options: Option<Vec<String>>,
-    pub sysctls: Option<HashMap<String, String>>,
-    pub restart_policy: Option<RestartPolicy>,
-    pub runtime: String,
-    pub pid_mode: String,
-    pub ipc_mode: String,
-    pub group_add: Option<Vec<String>>,
-    pub security_opt: Option<Vec<String>>,
-    pub tmpfs: Option<HashMap<String, String>>,
-    pub oom_score_adj: i64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct PortBinding {
-    pub host_ip: String,
-    pub host_port: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct MountSpec {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    pub source: String,
-    pub target: String,
-    pub read_only: bool,
-    pub bind_options: Option<BindOptions>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct BindOptions {
-    pub propagation: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct RestartPolicy {
-    pub name: String,
-    pub maximum_retry_count: i64,
 }
 
 #[derive(Deserialize)]
 struct Params {
     name: Option<String>,
-}
-
-/// The stored create request of a Docker-made container.
-pub fn stored_request(rec: &crate::engine::records::ContainerRecord) -> Option<CreateRequest> {
-    rec.config
-        .annotations
-        .get(CONFIG_ANNOTATION)
-        .and_then(|s| serde_json::from_str(s).ok())
 }
 
 /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, as Docker allows.
@@ -485,123 +373,6 @@ fn apply_user(user: &str, sc: &mut cri::LinuxContainerSecurityContext) -> Result
         sc.run_as_group = Some(cri::Int64Value { value: gid });
     }
     Ok(())
-}
-
-/// A named volume's directory, made on first use (`<root>/volumes/<name>/_data`).
-fn volume_dir(d: &Shared, name: &str) -> Result<PathBuf, ApiError> {
-    super::volumes::data_dir(&d.engine.config.root, name)
-}
-
-fn propagation(p: &str) -> Result<i32, ApiError> {
-    Ok(match p {
-        "" | "rprivate" | "private" => cri::MountPropagation::PropagationPrivate,
-        "rslave" | "slave" => cri::MountPropagation::PropagationHostToContainer,
-        "rshared" | "shared" => cri::MountPropagation::PropagationBidirectional,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "invalid propagation mode: {other}"
-            )))
-        }
-    } as i32)
-}
-
-/// `-v src:dst[:opts]` and `--mount` entries → CRI mounts.
-fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>, ApiError> {
-    let mut out = vec![];
-    for b in req.host_config.binds.iter().flatten() {
-        let parts: Vec<&str> = b.split(':').collect();
-        let (src, dst, opts) = match parts.as_slice() {
-            [s, t] => (*s, *t, ""),
-            [s, t, o] => (*s, *t, *o),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid volume specification: '{b}'"
-                )))
-            }
-        };
-        if !dst.starts_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "invalid volume specification: '{b}': invalid mount config: mount path must be absolute"
-            )));
-        }
-        let host = if src.starts_with('/') {
-            if !Path::new(src).exists() {
-                std::fs::create_dir_all(src).map_err(|e| {
-                    ApiError::bad_request(format!("failed to create bind source {src}: {e}"))
-                })?;
-            }
-            PathBuf::from(src)
-        } else {
-            volume_dir(d, src)?
-        };
-        let mut readonly = false;
-        let mut prop = String::new();
-        for o in opts.split(',').filter(|o| !o.is_empty()) {
-            match o {
-                "ro" => readonly = true,
-                "rw" => readonly = false,
-                "z" | "Z" | "nocopy" => {}
-                p => {
-                    propagation(p)?;
-                    prop = p.to_string();
-                }
-            }
-        }
-        out.push(cri::Mount {
-            container_path: dst.to_string(),
-            host_path: host.to_string_lossy().into_owned(),
-            readonly,
-            propagation: propagation(&prop)?,
-            ..Default::default()
-        });
-    }
-    for m in req.host_config.mounts.iter().flatten() {
-        let host = match m.kind.as_str() {
-            "bind" => {
-                if !Path::new(&m.source).is_absolute() || !Path::new(&m.source).exists() {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
-                        m.source
-                    )));
-                }
-                PathBuf::from(&m.source)
-            }
-            "volume" => {
-                let name = if m.source.is_empty() {
-                    new_id()
-                } else {
-                    m.source.clone()
-                };
-                volume_dir(d, &name)?
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "mount type {other:?} is not supported (bind and volume are)"
-                )))
-            }
-        };
-        let prop = m
-            .bind_options
-            .as_ref()
-            .map(|b| b.propagation.as_str())
-            .unwrap_or("");
-        out.push(cri::Mount {
-            container_path: m.target.clone(),
-            host_path: host.to_string_lossy().into_owned(),
-            readonly: m.read_only,
-            propagation: propagation(prop)?,
-            ..Default::default()
-        });
-    }
-    if req
-        .host_config
-        .tmpfs
-        .as_ref()
-        .is_some_and(|t| !t.is_empty())
-    {
-        return Err(ApiError::bad_request("tmpfs mounts are not supported"));
-    }
-    Ok(out)
 }
 
 fn container_config(

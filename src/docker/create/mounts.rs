@@ -1,0 +1,127 @@
+//! `-v`/`--mount` of a create request → CRI mounts: host binds and named
+//! volumes (directories under `<root>/volumes`).
+
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1 as cri;
+
+use super::CreateRequest;
+use crate::docker::{ApiError, Shared};
+use crate::engine::records::new_id;
+
+/// A named volume's directory, made on first use (`<root>/volumes/<name>/_data`).
+fn volume_dir(d: &Shared, name: &str) -> Result<PathBuf, ApiError> {
+    crate::docker::volumes::data_dir(&d.engine.config.root, name)
+}
+
+fn propagation(p: &str) -> Result<i32, ApiError> {
+    Ok(match p {
+        "" | "rprivate" | "private" => cri::MountPropagation::PropagationPrivate,
+        "rslave" | "slave" => cri::MountPropagation::PropagationHostToContainer,
+        "rshared" | "shared" => cri::MountPropagation::PropagationBidirectional,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid propagation mode: {other}"
+            )))
+        }
+    } as i32)
+}
+
+/// `-v src:dst[:opts]` and `--mount` entries → CRI mounts.
+pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>, ApiError> {
+    let mut out = vec![];
+    for b in req.host_config.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, t] => (*s, *t, ""),
+            [s, t, o] => (*s, *t, *o),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid volume specification: '{b}'"
+                )))
+            }
+        };
+        if !dst.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{b}': invalid mount config: mount path must be absolute"
+            )));
+        }
+        let host = if src.starts_with('/') {
+            if !Path::new(src).exists() {
+                std::fs::create_dir_all(src).map_err(|e| {
+                    ApiError::bad_request(format!("failed to create bind source {src}: {e}"))
+                })?;
+            }
+            PathBuf::from(src)
+        } else {
+            volume_dir(d, src)?
+        };
+        let mut readonly = false;
+        let mut prop = String::new();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => readonly = true,
+                "rw" => readonly = false,
+                "z" | "Z" | "nocopy" => {}
+                p => {
+                    propagation(p)?;
+                    prop = p.to_string();
+                }
+            }
+        }
+        out.push(cri::Mount {
+            container_path: dst.to_string(),
+            host_path: host.to_string_lossy().into_owned(),
+            readonly,
+            propagation: propagation(&prop)?,
+            ..Default::default()
+        });
+    }
+    for m in req.host_config.mounts.iter().flatten() {
+        let host = match m.kind.as_str() {
+            "bind" => {
+                if !Path::new(&m.source).is_absolute() || !Path::new(&m.source).exists() {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                PathBuf::from(&m.source)
+            }
+            "volume" => {
+                let name = if m.source.is_empty() {
+                    new_id()
+                } else {
+                    m.source.clone()
+                };
+                volume_dir(d, &name)?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "mount type {other:?} is not supported (bind and volume are)"
+                )))
+            }
+        };
+        let prop = m
+            .bind_options
+            .as_ref()
+            .map(|b| b.propagation.as_str())
+            .unwrap_or("");
+        out.push(cri::Mount {
+            container_path: m.target.clone(),
+            host_path: host.to_string_lossy().into_owned(),
+            readonly: m.read_only,
+            propagation: propagation(prop)?,
+            ..Default::default()
+        });
+    }
+    if req
+        .host_config
+        .tmpfs
+        .as_ref()
+        .is_some_and(|t| !t.is_empty())
+    {
+        return Err(ApiError::bad_request("tmpfs mounts are not supported"));
+    }
+    Ok(out)
+}

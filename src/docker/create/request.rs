@@ -1,0 +1,128 @@
+//! The parts of Docker's container create request berth acts on, and the
+//! copy of it every Docker-made container keeps in its annotations.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::docker::CONFIG_ANNOTATION;
+
+/// The parts of Docker's `ContainerCreateRequest` berth acts on; the whole
+/// request is stored as given.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub exposed_ports: Option<HashMap<String, Value>>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<StrOrVec>,
+    pub entrypoint: Option<StrOrVec>,
+    pub image: String,
+    pub labels: Option<HashMap<String, String>>,
+    pub working_dir: String,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    pub network_disabled: bool,
+    pub host_config: HostConfig,
+}
+
+/// `Cmd`/`Entrypoint` may be a string (old clients) or a list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StrOrVec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StrOrVec {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            StrOrVec::One(s) => vec![s.clone()],
+            StrOrVec::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    pub port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
+    pub publish_all_ports: bool,
+    pub auto_remove: bool,
+    pub network_mode: String,
+    pub mounts: Option<Vec<MountSpec>>,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub extra_hosts: Option<Vec<String>>,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub sysctls: Option<HashMap<String, String>>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub runtime: String,
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    pub group_add: Option<Vec<String>>,
+    pub security_opt: Option<Vec<String>>,
+    pub tmpfs: Option<HashMap<String, String>>,
+    pub oom_score_adj: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountSpec {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    pub bind_options: Option<BindOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BindOptions {
+    pub propagation: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: i64,
+}
+
+/// The stored create request of a Docker-made container.
+pub fn stored_request(rec: &crate::engine::records::ContainerRecord) -> Option<CreateRequest> {
+    rec.config
+        .annotations
+        .get(CONFIG_ANNOTATION)
+        .and_then(|s| serde_json::from_str(s).ok())
+}
