@@ -5,6 +5,7 @@
 
 mod daemon_basics;
 mod docker;
+mod fresh_node;
 mod harness;
 mod images;
 mod network;

@@ -60,18 +60,12 @@ for component in rustfmt clippy; do
 done
 cargo --version
 
-# --- cgroups ---------------------------------------------------------------
-# On a hybrid host (tmpfs at /sys/fs/cgroup, v1 controllers plus a v2
-# hierarchy) hugetlb may sit on the v2 side, and crun/runc then refuse any
-# container with a cgroup path. Mounting it as a v1 hierarchy fixes that.
-if [ "$(stat -fc %T /sys/fs/cgroup)" = tmpfs ] &&
-    awk '$1 == "hugetlb" && $4 == 1 { found = 1 } END { exit !found }' /proc/cgroups &&
-    ! awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ { found = 1 } END { exit !found }' /proc/mounts; then
-    log "mounting the hugetlb controller as a cgroup v1 hierarchy"
-    mkdir -p /sys/fs/cgroup/hugetlb
-    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb ||
-        echo "warning: could not mount hugetlb as cgroup v1; container tests may fail" >&2
-fi
+# --- host -----------------------------------------------------------------
+# The cgroup fix-up berthd's own set-up does (config/run.sh): on a hybrid host
+# hugetlb may sit on the v2 side, and crun/runc then refuse every container.
+log "preparing the host (config/prepare-host.sh)"
+config/prepare-host.sh --no-install ||
+    echo "warning: host preparation failed; container tests may fail" >&2
 
 # --- checks ----------------------------------------------------------------
 failed=()

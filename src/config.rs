@@ -125,6 +125,9 @@ pub enum CgroupDriver {
 pub struct CniConfig {
     pub conf_dir: PathBuf,
     pub bin_dirs: Vec<PathBuf>,
+    /// While `conf_dir` holds no config file at all, pods use berth's built-in
+    /// network (`config/cni/10-berth.conflist`: bridge `berth0`, 10.88.0.0/16).
+    pub builtin_network: bool,
 }
 
 /// Settings for one registry host.
@@ -223,6 +226,7 @@ impl Default for CniConfig {
         CniConfig {
             conf_dir: "/etc/cni/net.d".into(),
             bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            builtin_network: true,
         }
     }
 }

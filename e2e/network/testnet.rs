@@ -110,7 +110,7 @@ impl TestNet {
     /// The `cni:` YAML section pointing a daemon at this network.
     pub fn yaml(&self) -> String {
         format!(
-            "cni:\n  conf_dir: {}\n  bin_dirs: [{CNI_BIN}]\n",
+            "cni:\n  conf_dir: {}\n  bin_dirs: [{CNI_BIN}]\n  builtin_network: false\n",
             self.conf_dir.display()
         )
     }

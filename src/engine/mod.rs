@@ -130,6 +130,8 @@ pub struct Engine {
     pub host: HostFacts,
     /// The host's cgroup hierarchies, read at start-up.
     pub cgroups: Result<crate::cgroups::Hierarchy, crate::cgroups::CgroupError>,
+    /// What [`Engine::runtime_problem`] found last, to log each change once.
+    runtime_problem_seen: std::sync::Mutex<Option<String>>,
     runtimes: BTreeMap<String, oci::OciRuntime>,
     /// CNI plugin invocation, with its on-disk cache of attachments.
     pub cni: crate::network::Cni,
@@ -183,15 +185,20 @@ impl Engine {
             config.cni.conf_dir.clone(),
             config.cni.bin_dirs.clone(),
             config.root.join("cni").join("cache"),
+        )
+        .with_builtin_network(config.cni.builtin_network);
+        let network = crate::network::watch(
+            config.cni.conf_dir.clone(),
+            config.cni.bin_dirs.clone(),
+            config.cni.builtin_network,
         );
-        let network =
-            crate::network::watch(config.cni.conf_dir.clone(), config.cni.bin_dirs.clone());
         let engine = Engine {
             config,
             store,
             images,
             host: HostFacts::detect(),
             cgroups: crate::cgroups::detect(),
+            runtime_problem_seen: std::sync::Mutex::new(None),
             runtimes,
             cni,
             network,
@@ -200,9 +207,8 @@ impl Engine {
             events: events::Events::default(),
             monitor_exits: tokio::sync::broadcast::channel(256).0,
         };
-        if let Some(p) = engine.runtime_problem() {
-            warn!("containers cannot run on this host: {p}");
-        }
+        // Logs the problem, if there is one.
+        engine.runtime_problem();
         if let Err(e) = engine.reconcile_pods() {
             warn!(error = %e, "failed to reconcile pod sandboxes");
         }
@@ -247,11 +253,27 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Why containers cannot run on this host, if they cannot.
+    /// Why containers cannot run on this host, if they cannot. The layout is
+    /// read afresh each time (a few small /proc files), so a host fixed while
+    /// berthd runs (e.g. hugetlb mounted as v1) turns RuntimeReady without a
+    /// restart; each change is logged once.
     pub fn runtime_problem(&self) -> Option<String> {
-        match &self.cgroups {
+        let now = match crate::cgroups::detect() {
             Ok(h) => h.problem(),
             Err(e) => Some(format!("failed to read the cgroup layout: {e}")),
+        };
+        let mut seen = self
+            .runtime_problem_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *seen != now {
+            match &now {
+                Some(p) => warn!("containers cannot run on this host: {p}"),
+                None if seen.is_some() => info!("the cgroup layout is usable now"),
+                None => {}
+            }
+            seen.clone_from(&now);
         }
+        now
     }
 }

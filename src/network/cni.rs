@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::attach::{at_least_0_4, check_id, cni_args, plugin_config, usable_netns, Attachment};
 use super::cache::{self, CachedAttachment};
-use super::config::{find_plugin, load_default, NetworkConfigList};
+use super::config::{find_plugin, load_default_or_builtin, NetworkConfigList};
 use super::error::CniError;
 use super::exec::{run_plugin, CniCommand, Invocation};
 use super::result::CniResult;
@@ -48,6 +48,8 @@ pub struct Cni {
     pub plugin_timeout: Duration,
     /// A command put before every plugin (tests run plugins in a netns).
     launcher: Vec<OsString>,
+    /// The built-in network stands in while `conf_dir` has no file.
+    builtin_network: bool,
 }
 
 impl Cni {
@@ -59,7 +61,14 @@ impl Cni {
             cache_dir,
             plugin_timeout: PLUGIN_TIMEOUT,
             launcher: Vec::new(),
+            builtin_network: false,
         }
+    }
+
+    /// Uses the built-in network while the config directory has no file.
+    pub fn with_builtin_network(mut self, on: bool) -> Self {
+        self.builtin_network = on;
+        self
     }
 
     /// Runs every plugin through `launcher` (e.g. `ip netns exec NAME`).
@@ -71,8 +80,12 @@ impl Cni {
 
     /// The default network of this caller's directories.
     pub async fn load_default(&self) -> Result<Option<NetworkConfigList>, CniError> {
-        let (dir, bins) = (self.conf_dir.clone(), self.bin_dirs.clone());
-        blocking(move || load_default(&dir, &bins)).await
+        let (dir, bins, builtin) = (
+            self.conf_dir.clone(),
+            self.bin_dirs.clone(),
+            self.builtin_network,
+        );
+        blocking(move || load_default_or_builtin(&dir, &bins, builtin)).await
     }
 
     /// Network `name` from `<dir>/<name>.conflist`, plugins checked (see

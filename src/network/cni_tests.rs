@@ -289,6 +289,7 @@ async fn readiness_follows_the_config_directory() {
     let state = NetworkState::start(
         f.conf.clone(),
         vec![f.bin.clone()],
+        false,
         Duration::from_millis(50),
     );
     let reason = state.ready().unwrap_err();

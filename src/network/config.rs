@@ -239,13 +239,62 @@ pub(crate) fn scan(conf_dir: &Path, bin_dirs: &[PathBuf]) -> Result<Scan, CniErr
     Ok(scan)
 }
 
+/// berth's own network (`config/cni/10-berth.conflist`), the node's default
+/// while the config directory holds no config file at all.
+const BUILTIN_CONFLIST: &str = include_str!("../../config/cni/10-berth.conflist");
+
+/// What the built-in network's `path` says, in logs and Status messages.
+pub const BUILTIN_PATH: &str = "<built-in>/10-berth.conflist";
+
+/// The built-in network, parsed and validated like any file.
+pub fn builtin() -> Result<NetworkConfigList, CniError> {
+    NetworkConfigList::from_bytes(BUILTIN_CONFLIST.as_bytes(), Path::new(BUILTIN_PATH))
+}
+
+impl Scan {
+    /// Falls back to the built-in network when the directory had no config
+    /// file at all (a directory with only broken files stays not ready, so a
+    /// typo never silently moves pods to another network).
+    pub fn or_builtin(mut self, bin_dirs: &[PathBuf]) -> Self {
+        if self.chosen.is_some() || !self.skipped.is_empty() {
+            return self;
+        }
+        let checked = builtin().and_then(|list| {
+            for t in list.plugin_types() {
+                find_plugin(t, bin_dirs)?;
+            }
+            Ok(list)
+        });
+        match checked {
+            Ok(list) => self.chosen = Some(list),
+            Err(e) => self
+                .skipped
+                .push(format!("{BUILTIN_PATH} (the built-in network): {e}")),
+        }
+        self
+    }
+}
+
 /// The default network of `conf_dir`: the first valid file in lexical order.
 /// Invalid files are skipped with a warning; `None` when no file is valid.
 pub fn load_default(
     conf_dir: &Path,
     bin_dirs: &[PathBuf],
 ) -> Result<Option<NetworkConfigList>, CniError> {
-    let scan = scan(conf_dir, bin_dirs)?;
+    load_default_or_builtin(conf_dir, bin_dirs, false)
+}
+
+/// [`load_default`], with the built-in network when `builtin` is set and the
+/// directory has no config file.
+pub fn load_default_or_builtin(
+    conf_dir: &Path,
+    bin_dirs: &[PathBuf],
+    builtin: bool,
+) -> Result<Option<NetworkConfigList>, CniError> {
+    let mut scan = scan(conf_dir, bin_dirs)?;
+    if builtin {
+        scan = scan.or_builtin(bin_dirs);
+    }
     for why in &scan.skipped {
         warn!("skipping cni network config {why}");
     }

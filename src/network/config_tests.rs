@@ -111,6 +111,68 @@ fn invalid_files_are_skipped_with_a_reason() {
 }
 
 #[test]
+fn builtin_network_stands_in_only_for_a_dir_without_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = ["bridge", "host-local", "portmap", "firewall", "bandwidth"];
+    let bins = vec![bin_dir(tmp.path(), &all)];
+    let conf = tmp.path().join("net.d");
+
+    // Missing and empty directories get the built-in network...
+    let net = load_default_or_builtin(&conf, &bins, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(net.name, "berth");
+    assert_eq!(net.path, Path::new(config::BUILTIN_PATH));
+    assert_eq!(net.plugins[0]["bridge"], "berth0");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("README.txt"), "not a config").unwrap();
+    assert_eq!(
+        load_default_or_builtin(&conf, &bins, true)
+            .unwrap()
+            .unwrap()
+            .name,
+        "berth"
+    );
+    // ...but not when it is switched off.
+    assert!(load_default_or_builtin(&conf, &bins, false)
+        .unwrap()
+        .is_none());
+
+    // A broken file keeps the node not ready rather than switching networks.
+    std::fs::write(conf.join("10-typo.conflist"), "{").unwrap();
+    let s = scan(&conf, &bins).unwrap().or_builtin(&bins);
+    assert!(s.chosen.is_none());
+    assert!(
+        s.reason(&conf).contains("10-typo.conflist"),
+        "{:?}",
+        s.skipped
+    );
+
+    // A user's file takes over.
+    std::fs::remove_file(conf.join("10-typo.conflist")).unwrap();
+    std::fs::write(conf.join("20-mine.conflist"), list("mine", &["bridge"])).unwrap();
+    let net = load_default_or_builtin(&conf, &bins, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(net.name, "mine");
+}
+
+#[test]
+fn builtin_network_needs_its_plugins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bins = vec![bin_dir(tmp.path(), &["bridge", "host-local"])];
+    let s = scan(&tmp.path().join("absent"), &bins)
+        .unwrap()
+        .or_builtin(&bins);
+    assert!(s.chosen.is_none());
+    let reason = s.reason(tmp.path());
+    assert!(
+        reason.contains("built-in network") && reason.contains("portmap"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn missing_or_empty_dir_has_no_default() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("absent");

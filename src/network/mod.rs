@@ -34,7 +34,8 @@ pub use attach::Attachment;
 pub use cache::CachedAttachment;
 pub use cni::Cni;
 pub use config::{
-    find_plugin, load_default, load_named, NetworkConfigList, NAMED_DIR, SUPPORTED_VERSIONS,
+    builtin as builtin_network, find_plugin, load_default, load_default_or_builtin, load_named,
+    NetworkConfigList, BUILTIN_PATH, NAMED_DIR, SUPPORTED_VERSIONS,
 };
 pub use error::{CniError, CniErrorKind};
 pub use exec::CniCommand;

@@ -25,26 +25,34 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct NetworkState {
     conf_dir: PathBuf,
     bin_dirs: Vec<PathBuf>,
+    builtin: bool,
     tx: Arc<watch::Sender<Readiness>>,
     poke: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
-/// Starts watching `conf_dir` every [`POLL_INTERVAL`] (inside a tokio runtime).
-pub fn watch(conf_dir: PathBuf, bin_dirs: Vec<PathBuf>) -> NetworkState {
-    NetworkState::start(conf_dir, bin_dirs, POLL_INTERVAL)
+/// Starts watching `conf_dir` every [`POLL_INTERVAL`] (inside a tokio runtime);
+/// with `builtin`, berth's built-in network stands in while it has no file.
+pub fn watch(conf_dir: PathBuf, bin_dirs: Vec<PathBuf>, builtin: bool) -> NetworkState {
+    NetworkState::start(conf_dir, bin_dirs, builtin, POLL_INTERVAL)
 }
 
 impl NetworkState {
     /// Reads the directory once now, then every `interval` in a task.
-    pub fn start(conf_dir: PathBuf, bin_dirs: Vec<PathBuf>, interval: Duration) -> Self {
-        let (first, skipped) = evaluate(&conf_dir, &bin_dirs);
+    pub fn start(
+        conf_dir: PathBuf,
+        bin_dirs: Vec<PathBuf>,
+        builtin: bool,
+        interval: Duration,
+    ) -> Self {
+        let (first, skipped) = evaluate(&conf_dir, &bin_dirs, builtin);
         report(&first, &skipped);
         let tx = Arc::new(watch::Sender::new(first));
         let poke = Arc::new(Notify::new());
         let task = tokio::spawn(poll(
             conf_dir.clone(),
             bin_dirs.clone(),
+            builtin,
             interval,
             tx.clone(),
             poke.clone(),
@@ -53,6 +61,7 @@ impl NetworkState {
         Self {
             conf_dir,
             bin_dirs,
+            builtin,
             tx,
             poke,
             task,
@@ -72,8 +81,8 @@ impl NetworkState {
     /// Re-reads the directory now (e.g. before failing a pod for want of a
     /// network) and returns the fresh answer.
     pub async fn rescan(&self) -> Readiness {
-        let (dir, bins) = (self.conf_dir.clone(), self.bin_dirs.clone());
-        let (now, skipped) = blocking(move || evaluate(&dir, &bins)).await;
+        let (dir, bins, builtin) = (self.conf_dir.clone(), self.bin_dirs.clone(), self.builtin);
+        let (now, skipped) = blocking(move || evaluate(&dir, &bins, builtin)).await;
         publish(&self.tx, now.clone(), &skipped);
         self.poke.notify_one();
         now
@@ -89,6 +98,7 @@ impl Drop for NetworkState {
 async fn poll(
     conf_dir: PathBuf,
     bin_dirs: Vec<PathBuf>,
+    builtin: bool,
     interval: Duration,
     tx: Arc<watch::Sender<Readiness>>,
     poke: Arc<Notify>,
@@ -100,7 +110,7 @@ async fn poll(
             _ = poke.notified() => {}
         }
         let (dir, bins) = (conf_dir.clone(), bin_dirs.clone());
-        let (now, skipped) = blocking(move || evaluate(&dir, &bins)).await;
+        let (now, skipped) = blocking(move || evaluate(&dir, &bins, builtin)).await;
         let changed = publish(&tx, now, &skipped);
         if !changed && skipped != last_skipped {
             for why in &skipped {
@@ -138,9 +148,14 @@ fn report(now: &Readiness, skipped: &[String]) {
 }
 
 /// The readiness of `conf_dir` now, and the files passed over.
-fn evaluate(conf_dir: &std::path::Path, bin_dirs: &[PathBuf]) -> (Readiness, Vec<String>) {
+fn evaluate(
+    conf_dir: &std::path::Path,
+    bin_dirs: &[PathBuf],
+    builtin: bool,
+) -> (Readiness, Vec<String>) {
     match scan(conf_dir, bin_dirs) {
         Ok(s) => {
+            let s = if builtin { s.or_builtin(bin_dirs) } else { s };
             let now = match &s.chosen {
                 Some(net) => Ok(net.clone()),
                 None => Err(s.reason(conf_dir)),
