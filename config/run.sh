@@ -28,7 +28,7 @@ if ! command -v cargo >/dev/null; then
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
   . "$HOME/.cargo/env"
 fi
-cargo build --release --locked --bin berthd
+cargo build --release --locked --bin berthd --bin berth-monitor
 if [ $# -ge 1 ]; then
   exec target/release/berthd --config "$1"
 fi

@@ -25,7 +25,7 @@ impl Images {
     }
 
     async fn to_cri(&self, rec: &ImageRecord) -> Result<cri::Image, crate::image::Error> {
-        let config = self.engine.images.config(rec).await?;
+        let config = self.engine.images.shared_config(rec).await?;
         let (uid, username) = image_user(&config);
         Ok(cri::Image {
             id: rec.id.to_string(),

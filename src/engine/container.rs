@@ -247,16 +247,26 @@ impl Engine {
         let oci = self.oci(&rec.runtime_handler)?;
         if !timeout.is_zero() {
             let signal = self.stop_signal(&rec).await;
-            if let Err(e) = oci.kill(id, &signal, false).await {
-                warn!(container = %id, error = %e, "failed to send the stop signal");
+            // The stop signal goes to the container's init only (as `crun
+            // kill` without --all does): straight from here when it has a
+            // plain name, saving a runtime process on every stop.
+            let direct = format!("SIG{signal}")
+                .parse::<nix::sys::signal::Signal>()
+                .ok()
+                .zip(rec.pid)
+                .is_some_and(|(sig, pid)| pid.signal(sig));
+            if !direct {
+                if let Err(e) = oci.kill(id, &signal, false).await {
+                    warn!(container = %id, error = %e, "failed to send the stop signal");
+                }
             }
-            if wait_exit(&rec, timeout).await {
+            if self.wait_exit(&rec, timeout).await {
                 self.refreshed(id)?;
                 return Ok(());
             }
         }
         let _ = oci.kill(id, "KILL", true).await;
-        if !wait_exit(&rec, KILL_WAIT).await {
+        if !self.wait_exit(&rec, KILL_WAIT).await {
             return Err(Error::internal(format!(
                 "container {id} did not exit after SIGKILL"
             )));
@@ -274,7 +284,7 @@ impl Engine {
         let oci = self.oci(&rec.runtime_handler)?;
         if rec.pid.is_some_and(|p| p.alive()) {
             let _ = oci.kill(id, "KILL", true).await;
-            wait_exit(&rec, KILL_WAIT).await;
+            self.wait_exit(&rec, KILL_WAIT).await;
         }
         oci.delete(id).await?;
         self.discard_container_files(&rec).await;
@@ -400,7 +410,7 @@ impl Engine {
         let from_image = match self.images.resolve(&rec.image_id) {
             Ok(Some(img)) => self
                 .images
-                .config(&img)
+                .shared_config(&img)
                 .await
                 .ok()
                 .and_then(|c| c.config().as_ref().and_then(|c| c.stop_signal().clone())),
@@ -425,9 +435,8 @@ impl Engine {
             serde_json::to_vec(cfg).expect("monitor config serialises"),
         )
         .map_err(|e| Error::internal(format!("failed to write {}: {e}", cfg_path.display())))?;
-        // The running image, valid even if the file was replaced since start-up.
-        let mut child = tokio::process::Command::new("/proc/self/exe")
-            .arg0("berthd")
+        let mut child = tokio::process::Command::new(&self.monitor_program.0)
+            .arg0(self.monitor_program.1)
             .arg("monitor")
             .arg(&cfg_path)
             .stdin(std::process::Stdio::null())
@@ -509,20 +518,40 @@ impl Engine {
     }
 }
 
-/// Waits until the monitor records an exit, up to `limit`.
-async fn wait_exit(rec: &ContainerRecord, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    let exit = rec.exit_file();
-    loop {
-        if exit.exists() {
-            return true;
+impl Engine {
+    /// Waits until the monitor records an exit, up to `limit`. A monitor this
+    /// daemon started is reaped the moment it ends, right after it wrote the
+    /// exit file, and that wakes the wait at once; the poll covers monitors
+    /// from before a restart (reaped by init).
+    async fn wait_exit(&self, rec: &ContainerRecord, limit: Duration) -> bool {
+        let mut exits = self.monitor_exits.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        let exit = rec.exit_file();
+        loop {
+            if exit.exists() {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let poll = tokio::time::sleep_until(deadline.min(now + EXIT_POLL));
+            tokio::select! {
+                _ = poll => {}
+                got = exits.recv() => match got {
+                    // Another container's monitor: look again (cheap) and wait on.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep_until(deadline.min(now + EXIT_POLL)).await;
+                    }
+                },
+            }
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// How often [`Engine::wait_exit`] looks for an exit file nobody announces.
+const EXIT_POLL: Duration = Duration::from_millis(20);
 
 /// Runs blocking work (mounts, directory removal) off the async workers.
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -107,6 +107,27 @@ impl HostFacts {
     }
 }
 
+/// The small `berth-monitor` binary next to berthd when it is there (a
+/// fraction of berthd's memory per container), else berthd itself as
+/// `berthd monitor` through /proc/self/exe (the running image, valid even if
+/// the file was replaced since start-up).
+fn monitor_program() -> (PathBuf, &'static str) {
+    use std::os::unix::fs::PermissionsExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("berth-monitor"))
+        .filter(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        });
+    match beside {
+        Some(p) => {
+            info!(monitor = %p.display(), "containers get the berth-monitor binary");
+            (p, "berth-monitor")
+        }
+        None => (PathBuf::from("/proc/self/exe"), "berthd"),
+    }
+}
+
 /// Errors while bringing the engine up.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -142,6 +163,8 @@ pub struct Engine {
     cpu_samples: stats::CpuSamples,
     /// Container and image events (Docker's `/events`).
     pub events: events::Events,
+    /// The program monitors run as, and its argv[0] (see [`monitor_program`]).
+    pub(crate) monitor_program: (PathBuf, &'static str),
     /// Ids of containers (and pods' infra) whose monitor this daemon started
     /// has just exited: the exit is recorded.
     pub monitor_exits: tokio::sync::broadcast::Sender<String>,
@@ -199,6 +222,7 @@ impl Engine {
             host: HostFacts::detect(),
             cgroups: crate::cgroups::detect(),
             runtime_problem_seen: std::sync::Mutex::new(None),
+            monitor_program: monitor_program(),
             runtimes,
             cni,
             network,

@@ -116,17 +116,21 @@ impl Engine {
                 .annotations
                 .get(super::docker::NETWORK_ANNOTATION)
                 .is_none_or(|n| n != "none");
-            if let Some(netns) = rec.netns.clone().filter(|_| cni) {
+            // The network (CNI ADD, then /etc/hosts) and the infra process
+            // (crun create + start) need only the pinned namespaces, not each
+            // other: they run side by side. Both results are recorded before
+            // either error is returned, so a rollback undoes exactly what was made.
+            let network = async {
+                let Some(netns) = rec.netns.clone().filter(|_| cni) else {
+                    return Ok(None);
+                };
                 let ips = self.attach_network(&id, &netns, &config).await?;
-                rec.network_attached = true;
-                rec.ips = ips.iter().map(|ip| ip.to_string()).collect();
-                if let Some(hosts) = &rec.hosts {
-                    let (h, name) = (hosts.clone(), config.hostname.clone());
-                    blocking(move || sandbox::write_hosts(&h, &name, &ips).map_err(sandbox_err))
-                        .await?;
+                Ok::<_, Error>(Some(ips))
+            };
+            let infra = async {
+                if !m.shared_pid {
+                    return Ok(None);
                 }
-            }
-            if m.shared_pid {
                 let (infra_dir, pinned) = (dir.join("infra"), pinned_of(&rec));
                 let cg = self.cgroups_path(&rec.cgroup_parent, &id);
                 let hn = config.hostname.clone();
@@ -155,8 +159,34 @@ impl Engine {
                         terminal: false,
                     })
                     .await?;
-                oci.start(&id).await?;
-                rec.infra = Some(pid);
+                // Recorded before the start, so a failed start is rolled back too.
+                let started = oci.start(&id).await;
+                Ok::<_, Error>(Some((pid, started)))
+            };
+            let (network, infra) = tokio::join!(network, infra);
+            // A failed ADD undoes itself; a failed create leaves no monitor.
+            let network = network.map(|ips| {
+                if ips.is_some() {
+                    rec.network_attached = true;
+                }
+                ips
+            });
+            let infra = infra.and_then(|made| match made {
+                Some((pid, started)) => {
+                    rec.infra = Some(pid);
+                    started.map(|()| ())
+                }
+                None => Ok(()),
+            });
+            let ips = network?;
+            infra?;
+            if let Some(ips) = ips {
+                rec.ips = ips.iter().map(|ip| ip.to_string()).collect();
+                if let Some(hosts) = &rec.hosts {
+                    let (h, name) = (hosts.clone(), config.hostname.clone());
+                    blocking(move || sandbox::write_hosts(&h, &name, &ips).map_err(sandbox_err))
+                        .await?;
+                }
             }
             self.store.write(|w| w.put(PODS, &id, &rec))?;
             Ok(())

@@ -32,6 +32,12 @@ impl ProcessId {
     pub fn alive(&self) -> bool {
         start_time(self.pid) == Some(self.start_time)
     }
+
+    /// Sends `signal` to this very process; false when it is gone (its pid
+    /// may belong to another process by now, which is then left alone).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> bool {
+        self.alive() && nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), signal).is_ok()
+    }
 }
 
 fn start_time(pid: i32) -> Option<u64> {

@@ -92,7 +92,14 @@ pub struct ImageService {
     in_use: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     /// The content store's ingest directory (scratch space on its file system).
     ingest: std::path::PathBuf,
+    /// Parsed image configs by config digest. Content-addressed, so an entry
+    /// is never stale; ListImages, CreateContainer and StopContainer read
+    /// configs on every call and need no disk read or JSON parse for them.
+    configs: std::sync::Mutex<std::collections::HashMap<String, Arc<ImageConfiguration>>>,
 }
+
+/// Parsed configs kept in memory before the cache starts over.
+const CONFIG_CACHE_LIMIT: usize = 1024;
 
 impl ImageService {
     /// Opens the stores below `config.root`, dropping what a crash left half-made.
@@ -119,6 +126,7 @@ impl ImageService {
             gc_lock: tokio::sync::Mutex::new(()),
             in_use: Default::default(),
             ingest: paths.ingest.clone(),
+            configs: Default::default(),
         })
     }
 
@@ -349,11 +357,37 @@ impl ImageService {
 
     /// The image's config, read from the content store.
     pub async fn config(&self, rec: &ImageRecord) -> Result<ImageConfiguration, Error> {
+        Ok((*self.shared_config(rec).await?).clone())
+    }
+
+    /// [`ImageService::config`] without a copy, from the in-memory cache when
+    /// it was read before.
+    pub async fn shared_config(&self, rec: &ImageRecord) -> Result<Arc<ImageConfiguration>, Error> {
+        let key = rec.id.to_string();
+        if let Some(c) = self.cached_configs().get(&key) {
+            return Ok(c.clone());
+        }
         let bytes = self.content.read(&rec.id).await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::BadManifest {
-            what: format!("image config {}", rec.id),
-            reason: e.to_string(),
-        })
+        let config: ImageConfiguration =
+            serde_json::from_slice(&bytes).map_err(|e| Error::BadManifest {
+                what: format!("image config {}", rec.id),
+                reason: e.to_string(),
+            })?;
+        let config = Arc::new(config);
+        let mut cache = self.cached_configs();
+        if cache.len() >= CONFIG_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, config.clone());
+        Ok(config)
+    }
+
+    fn cached_configs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<ImageConfiguration>>> {
+        self.configs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Bytes and inodes used by blobs and snapshots.

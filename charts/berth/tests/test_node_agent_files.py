@@ -98,6 +98,8 @@ def test_containerfile_stages_and_inputs():
     for package in ("crun", "containernetworking-plugins", "iptables", "ca-certificates"):
         assert re.search(rf"apt-get install[^\n]*(\\\n[^\n]*)*\b{re.escape(package)}\b", text), package
     assert re.search(r"^COPY --from=build \S+ /usr/local/bin/berthd$", text, re.M)
+    # The small monitor binary sits next to berthd, where berthd looks for it.
+    assert re.search(r"^COPY --from=build \S+ /usr/local/bin/berth-monitor$", text, re.M)
     assert re.search(r"^COPY config/berth.yaml /etc/berth/berth.yaml$", text, re.M)
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
     assert entrypoint[-1] == "/usr/local/bin/node-agent-entrypoint.sh"
