@@ -206,22 +206,40 @@ impl Engine {
         let Some(mut rec) = self.store.get::<PodRecord>(PODS, id)? else {
             return Ok(());
         };
-        for c in self.pod_containers(id)? {
-            self.stop_container(&c.id, Duration::ZERO).await?;
-        }
+        // Containers stop together; none waits for another's exit.
+        let containers = self.pod_containers(id)?;
+        futures::future::try_join_all(
+            containers
+                .iter()
+                .map(|c| self.stop_container(&c.id, Duration::ZERO)),
+        )
+        .await?;
         let _g = self.locks.lock(id).await;
-        if rec.infra.is_some() {
+        // The infra process and the network are independent: its kill and
+        // delete run beside CNI DEL (while the pinned netns still exists: the
+        // bridge plugin needs it to undo its masquerade rules).
+        let infra = async {
+            if rec.infra.is_none() {
+                return Ok(());
+            }
             let oci = self.oci(&rec.runtime_handler)?;
             let _ = oci.kill(id, "KILL", true).await;
-            oci.delete(id).await?;
-        }
-        if rec.network_attached {
-            // DEL while the netns still exists: the bridge plugin needs it to
-            // undo its masquerade rules. A failure keeps the netns for a retry.
+            oci.delete(id).await
+        };
+        let network = async {
+            if !rec.network_attached {
+                return Ok(false);
+            }
             self.detach_network(id, rec.netns.as_deref()).await?;
+            Ok::<_, Error>(true)
+        };
+        let (infra, network) = tokio::join!(infra, network);
+        // A failed DEL keeps the attachment (and the netns) for a retry.
+        if network? {
             rec.network_attached = false;
             rec.ips.clear();
         }
+        infra?;
         if rec.state != PodState::NotReady || !rec.ips.is_empty() {
             rec.state = PodState::NotReady;
             self.store.write(|w| w.put(PODS, id, &rec))?;
@@ -235,9 +253,9 @@ impl Engine {
             return Ok(());
         };
         self.stop_pod_sandbox(id).await?;
-        for c in self.pod_containers(id)? {
-            self.remove_container(&c.id).await?;
-        }
+        let containers = self.pod_containers(id)?;
+        futures::future::try_join_all(containers.iter().map(|c| self.remove_container(&c.id)))
+            .await?;
         let _g = self.locks.lock(id).await;
         // Stop detached the network: tear down from the record as it is now.
         let rec = self.store.get::<PodRecord>(PODS, id)?.unwrap_or(rec);
@@ -249,7 +267,12 @@ impl Engine {
 
     /// Undoes whatever part of a pod exists.
     async fn teardown_pod(&self, rec: &PodRecord) {
-        if rec.infra.is_some() {
+        // A stopped pod's infra was deleted by the stop (its record is written
+        // only after that succeeded): no runtime calls for it again.
+        if rec
+            .infra
+            .is_some_and(|p| rec.state == PodState::Ready || p.alive())
+        {
             if let Ok(oci) = self.oci(&rec.runtime_handler) {
                 let _ = oci.kill(&rec.id, "KILL", true).await;
                 let _ = oci.delete(&rec.id).await;
