@@ -219,7 +219,12 @@ impl Engine {
         // delete run beside CNI DEL (while the pinned netns still exists: the
         // bridge plugin needs it to undo its masquerade rules).
         let infra = async {
-            if rec.infra.is_none() {
+            // Stopped before (the record says NotReady only once the delete
+            // succeeded): stopping again costs no runtime call.
+            if !rec
+                .infra
+                .is_some_and(|p| rec.state == PodState::Ready || p.alive())
+            {
                 return Ok(());
             }
             let oci = self.oci(&rec.runtime_handler)?;
