@@ -51,6 +51,9 @@ pub struct Memory {
     pub busy: Mem,
     /// Mean per container of the process holding its stdio and exit status.
     pub per_container: Mem,
+    /// Mean per pod of the rest: berth's infra monitor and `berthd pause`,
+    /// containerd's pause process.
+    pub others: Mem,
     /// Mean per pod of every process the runtime adds (containers excluded).
     pub per_pod: Mem,
     pub processes: usize,
@@ -68,6 +71,7 @@ impl Memory {
             ));
         }
         let each = Mem::sum(&p.per_container);
+        let others = Mem::sum(&p.other);
         let mut all = p.per_container.clone();
         all.extend(&p.other);
         let total = Mem::sum(&all);
@@ -79,6 +83,10 @@ impl Memory {
                 rss: each.rss / n,
                 pss: each.pss / n,
             },
+            others: Mem {
+                rss: others.rss / n,
+                pss: others.pss / n,
+            },
             per_pod: Mem {
                 rss: total.rss / n,
                 pss: total.pss / n,
@@ -87,6 +95,9 @@ impl Memory {
         })
     }
 }
+
+/// A memory table row: its label and the figure (KiB) of one side.
+type Row = (&'static str, fn(&Memory) -> u64);
 
 /// Nearest-rank percentile.
 fn percentile(v: &[Duration], pct: usize) -> Option<Duration> {
@@ -204,13 +215,19 @@ pub fn render(
         rule.push_str("---|");
     }
     let _ = writeln!(o, "{head}\n{rule}");
-    let rows: [(&str, fn(&Memory) -> u64); 8] = [
+    let rows: [Row; 10] = [
         ("daemon RSS, idle", |m| m.idle.rss),
         ("daemon PSS, idle", |m| m.idle.pss),
         ("daemon RSS, pods running", |m| m.busy.rss),
         ("daemon PSS, pods running", |m| m.busy.pss),
         ("per container: monitor / shim RSS", |m| m.per_container.rss),
         ("per container: monitor / shim PSS", |m| m.per_container.pss),
+        ("per pod, pause (+ berth's infra monitor) RSS", |m| {
+            m.others.rss
+        }),
+        ("per pod, pause (+ berth's infra monitor) PSS", |m| {
+            m.others.pss
+        }),
         ("per pod, all runtime processes RSS", |m| m.per_pod.rss),
         ("per pod, all runtime processes PSS", |m| m.per_pod.pss),
     ];
