@@ -22,9 +22,11 @@
 //! `smaps_rollup`) of the daemons and of each pod's own processes.
 //!
 //! `cargo bench --bench sidebyside` runs it all (20 samples per call;
-//! `BERTH_BENCH_SAMPLES=N` for more). Without containerd installed it runs
-//! berth alone. Under `cargo test` (no `--bench`) it checks berth only, with
-//! one sample and two pods, and asserts only that every step worked.
+//! `BERTH_BENCH_SAMPLES=N` for more; `BERTH_BENCH_CONTAINERD_OCI=PATH` for
+//! another OCI runtime under containerd's shim). Without containerd
+//! installed it runs berth alone. Under `cargo test` (no `--bench`) it
+//! checks berth only, with one sample and two pods, and asserts only that
+//! every step worked.
 
 #[path = "sidebyside/procs.rs"]
 mod procs;
