@@ -1,5 +1,6 @@
 //! Thin helpers over the CRI v1 ImageService client.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -7,7 +8,8 @@ use k8s_cri::v1::{
     AuthConfig, Image, ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest,
     ImageStatusResponse, ListImagesRequest, PullImageRequest, RemoveImageRequest,
 };
-use tonic::transport::Channel;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::Status;
 
 pub type ImageClient = ImageServiceClient<Channel>;
@@ -19,6 +21,21 @@ async fn limited<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T 
     tokio::time::timeout(CALL_LIMIT, fut)
         .await
         .unwrap_or_else(|_| panic!("{what} did not answer within {CALL_LIMIT:?}"))
+}
+
+/// A gRPC channel to a CRI server on the unix socket `path` (berthd's or
+/// another runtime's).
+pub async fn connect_unix(path: PathBuf) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_static("http://[::]:50051")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
 }
 
 pub fn spec(image: &str) -> Option<ImageSpec> {

@@ -8,8 +8,7 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::VersionRequest;
 use nix::sys::signal::Signal;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use super::{log_file_pair, read_text, short_tempdir, ChildGuard};
 
@@ -22,6 +21,8 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 /// A running `berthd` with its own root, state and sockets; killed on drop.
 pub struct Berthd {
     config: PathBuf,
+    /// `RUST_LOG` for the daemon.
+    log_filter: String,
     log: PathBuf,
     child: Option<ChildGuard>,
     // Dropped last, after the process is gone.
@@ -68,6 +69,12 @@ impl Berthd {
     /// Starts a daemon with the standard config plus `extra` YAML and waits
     /// until its CRI socket answers `Version`.
     pub async fn start(extra: &str) -> Berthd {
+        Self::start_logging(extra, "debug").await
+    }
+
+    /// Like [`Berthd::start`] with `RUST_LOG` set to `filter` (a benchmark
+    /// runs the daemon at `info`, as it would run on a node).
+    pub async fn start_logging(extra: &str, filter: &str) -> Berthd {
         let dir = short_tempdir("bd");
         let config = dir.path().join("berth.yaml");
         std::fs::write(&config, config_yaml(dir.path(), extra)).expect("write berthd config");
@@ -79,6 +86,7 @@ impl Berthd {
         }
         let mut d = Berthd {
             config,
+            log_filter: filter.to_string(),
             log: dir.path().join("berthd.log"),
             child: None,
             dir,
@@ -92,7 +100,7 @@ impl Berthd {
         let child = Command::new(BERTHD)
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -188,17 +196,7 @@ impl Berthd {
     }
 
     async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
-        let path = self.socket();
-        Endpoint::from_static("http://[::]:50051")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
+        super::cri::connect_unix(self.socket()).await
     }
 
     async fn try_runtime_client(

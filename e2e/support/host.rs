@@ -40,10 +40,33 @@ fn start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-fn ppid(pid: i32) -> Option<i32> {
+/// The parent pid of `pid`.
+pub fn ppid(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(1)?.parse().ok()
+}
+
+/// VmRSS of `pid` in KiB (`/proc/<pid>/status`).
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Proportional set size of `pid` in KiB (`/proc/<pid>/smaps_rollup`):
+/// shared pages split among the processes that map them.
+pub fn pss_kib(pid: i32) -> Option<u64> {
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+fn kib_field(path: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Every pid in /proc.
