@@ -575,7 +575,8 @@ fn run_ok(cmd: &mut Command, what: &str) -> BenchResult<()> {
     }
 }
 
-/// Pids of the `berthd monitor <state>/…/monitor.json` processes of the
+/// Pids of the `berth-monitor monitor <state>/…/monitor.json` (or `berthd
+/// monitor …`) processes of the
 /// daemon whose state dir is `state` (other daemons' monitors are skipped).
 fn monitor_pids(state: &Path) -> BenchResult<Vec<u32>> {
     let mut out = Vec::new();
@@ -589,7 +590,7 @@ fn monitor_pids(state: &Path) -> BenchResult<Vec<u32>> {
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let is_monitor = args.len() >= 3
-            && args[0].ends_with(b"berthd")
+            && (args[0].ends_with(b"berthd") || args[0].ends_with(b"berth-monitor"))
             && args[1] == b"monitor"
             && Path::new(&*String::from_utf8_lossy(args[2])).starts_with(state);
         if is_monitor {

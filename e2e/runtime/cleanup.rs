@@ -145,3 +145,59 @@ async fn removing_pods_leaves_nothing_behind() {
         }
     }
 }
+
+/// RemoveContainer returns once the record is gone; the runtime's state and
+/// the writable layer go in the background. A daemon killed right after the
+/// answer leaves that work to the start-up sweep: after the restart nothing
+/// of the container is mounted, on disk or in the runtime's state.
+#[tokio::test]
+async fn a_removed_container_leaves_nothing_even_if_berthd_dies_at_once() {
+    let mut e = Env::new().await;
+    let mut pod_cfg = e.pod_config("clean-kill");
+    pods::set_pid_mode(&mut pod_cfg, NamespaceMode::Container);
+    let pod = e.pod(&pod_cfg).await;
+    let mut ids = Vec::new();
+    for name in ["x", "y", "z"] {
+        let (cfg, _tag) = e.container(name, "exec sleep 1000");
+        let id = e.run(&pod, &cfg, &pod_cfg).await;
+        pods::wait_state(&mut e.rt, &id, ContainerState::ContainerRunning).await;
+        ids.push(id);
+    }
+    let state = e.d.state();
+    let rootfs = |id: &str| state.join("containers").join(id).join("rootfs");
+    for id in &ids {
+        assert!(
+            host::mounts().iter().any(|m| m.mount_point == rootfs(id)),
+            "{id}: the rootfs is mounted while the container exists"
+        );
+    }
+    for id in &ids {
+        pods::remove(&mut e.rt, id).await.expect("RemoveContainer");
+    }
+    e.d.kill9();
+    e.d.restart().await;
+    e.rt = e.d.runtime_client().await;
+
+    let listed = pods::list_containers(&mut e.rt, None).await;
+    assert!(
+        listed.is_empty(),
+        "removed containers listed: {listed:?}\n{}",
+        e.log_tail()
+    );
+    for id in &ids {
+        assert!(
+            !host::mounts().iter().any(|m| m.mount_point == rootfs(id)),
+            "{id}: rootfs still mounted"
+        );
+        for dir in [
+            e.d.state().join("containers").join(id),
+            e.d.root().join("containers").join(id),
+            e.d.state().join("runtime/crun").join(id),
+        ] {
+            assert!(!dir.exists(), "{id}: {} left", dir.display());
+        }
+    }
+    e.remove_all_pods().await;
+    let left = host::mounts_under(e.d.dir());
+    assert!(left.is_empty(), "mounts left: {left:?}");
+}

@@ -183,7 +183,7 @@ impl Engine {
             Err(e) => {
                 warn!(container = %id, error = %e, "create failed, rolling back");
                 let _ = oci.delete(&id).await;
-                self.discard_container_files(&rec).await;
+                discard_container_files(&rec).await;
                 self.images.release_snapshots(&id);
                 return Err(e);
             }
@@ -275,30 +275,126 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a container, killing it if it still runs. Removing a missing container succeeds.
+    /// Removes a container, killing it if it still runs. Removing a missing
+    /// container succeeds. The record is gone when this returns; the
+    /// runtime's state and the writable layer (an overlay unmount syncs the
+    /// upper file system, tens of ms on a busy disk) go in the background, as
+    /// containerd's snapshot GC does. RemovePodSandbox waits for that work,
+    /// and start-up sweeps up what a crash interrupted.
     pub async fn remove_container(&self, id: &str) -> Result<(), Error> {
+        self.remove_container_inner(id, false).await
+    }
+
+    /// [`Engine::remove_container`]; with `wait`, everything is gone on return.
+    pub(crate) async fn remove_container_inner(&self, id: &str, wait: bool) -> Result<(), Error> {
         let _g = self.locks.lock(id).await;
         let Some(rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
             return Ok(());
         };
-        let oci = self.oci(&rec.runtime_handler)?;
+        let oci = self.oci(&rec.runtime_handler)?.clone();
         if rec.pid.is_some_and(|p| p.alive()) {
             let _ = oci.kill(id, "KILL", true).await;
             self.wait_exit(&rec, KILL_WAIT).await;
         }
-        oci.delete(id).await?;
-        self.discard_container_files(&rec).await;
-        self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
-        self.images.release_snapshots(id);
+        // The image went while the container used it: its layers can go
+        // once the rootfs is unmounted, so that path stays in the request.
+        let image_gone = self.images.resolve(&rec.image_id)?.is_none();
+        if wait || image_gone {
+            oci.delete(id).await?;
+            discard_container_files(&rec).await;
+            self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
+            self.images.release_snapshots(id);
+        } else {
+            self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
+            let holds = self.images.snapshot_holds();
+            let gone = rec.clone();
+            let task = tokio::spawn(async move {
+                if let Err(e) = oci.delete(&gone.id).await {
+                    warn!(container = %gone.id, error = %e, "failed to delete the runtime state of a removed container");
+                }
+                discard_container_files(&gone).await;
+                holds.release(&gone.id);
+            });
+            let mut removals = self
+                .removals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let pending = removals.entry(rec.pod_id.clone()).or_default();
+            pending.retain(|t| !t.is_finished());
+            pending.push(task);
+        }
         self.emit_container("destroy", &rec, &[]);
-        // The image went while the container used it: its layers can go now.
-        if self.images.resolve(&rec.image_id)?.is_none() {
+        if image_gone {
             if let Err(e) = self.images.gc().await {
                 warn!(container = %id, error = %e, "failed to collect unused image content");
             }
         }
         info!(container = %id, "removed container");
         Ok(())
+    }
+
+    /// Waits for the background part of the removals of a pod's containers.
+    pub(crate) async fn wait_removals(&self, pod_id: &str) {
+        let pending = self
+            .removals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(pod_id)
+            .unwrap_or_default();
+        for t in pending {
+            let _ = t.await;
+        }
+    }
+
+    /// After a restart: container directories and runtime state whose record
+    /// is gone (a crash during a background removal, or between a removal's
+    /// steps) are removed, so nothing of a removed container stays mounted.
+    pub(crate) async fn sweep_removed_containers(&self) {
+        let containers: std::collections::HashSet<String> =
+            match self.store.list::<ContainerRecord>(CONTAINERS) {
+                Ok(v) => v.into_iter().map(|(id, _)| id).collect(),
+                Err(e) => {
+                    warn!(error = %e, "failed to list containers for the sweep");
+                    return;
+                }
+            };
+        let pods: std::collections::HashSet<String> = self
+            .pods()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let known = |id: &str| containers.contains(id) || pods.contains(id);
+        for (name, oci) in &self.runtimes {
+            for id in child_names(&oci.root) {
+                if known(&id) || !is_id(&id) {
+                    continue;
+                }
+                info!(container = %id, handler = %name, "deleting the runtime state of a removed container");
+                if let Err(e) = oci.delete(&id).await {
+                    warn!(container = %id, error = %e, "failed to delete leftover runtime state");
+                }
+            }
+        }
+        let state_dir = self.config.state.join("containers");
+        let root_dir = self.config.root.join("containers");
+        let mut orphans: Vec<String> = child_names(&state_dir);
+        orphans.extend(child_names(&root_dir));
+        orphans.sort();
+        orphans.dedup();
+        for id in orphans.into_iter().filter(|id| !known(id) && is_id(id)) {
+            info!(container = %id, "removing the files of a removed container");
+            let (dir, layer) = (state_dir.join(&id), root_dir.join(&id));
+            let res = blocking(move || {
+                rootfs::unmount(&dir.join("rootfs"))?;
+                rootfs::remove_dir(&dir)?;
+                rootfs::remove_dir(&layer)
+            })
+            .await;
+            if let Err(e) = res {
+                warn!(container = %id, error = %e, "failed to remove leftover container files");
+            }
+        }
     }
 
     /// A container's record, brought up to date with its monitor's exit file.
@@ -347,7 +443,11 @@ impl Engine {
             }
             rec.state = ContainerState::Exited;
             rec.paused = false;
-            self.put_container(&rec)?;
+            // Not under the container's lock (exit watchers call this): a
+            // removal may have deleted the record since it was read.
+            if !self.put_container_if_present(&rec)? {
+                return Ok(None);
+            }
             let code = rec.exit_code.to_string();
             self.emit_container("die", &rec, &[("exitCode", &code)]);
         }
@@ -492,17 +592,16 @@ impl Engine {
         }
     }
 
-    async fn discard_container_files(&self, rec: &ContainerRecord) {
-        let (rootfs, dir, layer) = (rec.rootfs(), rec.dir.clone(), rec.layer_dir.clone());
-        let res = blocking(move || {
-            rootfs::unmount(&rootfs)?;
-            rootfs::remove_dir(&dir)?;
-            rootfs::remove_dir(&layer)
-        })
-        .await;
-        if let Err(e) = res {
-            warn!(container = %rec.id, error = %e, "failed to clean up container files");
-        }
+    /// Writes `rec` only if its record still exists; false when it is gone.
+    fn put_container_if_present(&self, rec: &ContainerRecord) -> Result<bool, Error> {
+        let written = self.store.write(|w| {
+            if w.get::<ContainerRecord>(CONTAINERS, &rec.id)?.is_none() {
+                return Ok::<_, Error>(false);
+            }
+            w.put(CONTAINERS, &rec.id, rec)?;
+            Ok(true)
+        })?;
+        Ok(written)
     }
 
     pub(crate) fn put_container(&self, rec: &ContainerRecord) -> Result<(), Error> {
@@ -548,6 +647,37 @@ impl Engine {
             }
         }
     }
+}
+
+/// Unmounts a container's rootfs and removes its directories.
+async fn discard_container_files(rec: &ContainerRecord) {
+    let (rootfs, dir, layer) = (rec.rootfs(), rec.dir.clone(), rec.layer_dir.clone());
+    let res = blocking(move || {
+        rootfs::unmount(&rootfs)?;
+        rootfs::remove_dir(&dir)?;
+        rootfs::remove_dir(&layer)
+    })
+    .await;
+    if let Err(e) = res {
+        warn!(container = %rec.id, error = %e, "failed to clean up container files");
+    }
+}
+
+/// The names of a directory's subdirectories (none when it is absent).
+fn child_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A container or pod id as berth makes them (64 hex digits).
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// How often [`Engine::wait_exit`] looks for an exit file nobody announces.

@@ -163,6 +163,9 @@ pub struct Engine {
     cpu_samples: stats::CpuSamples,
     /// Container and image events (Docker's `/events`).
     pub events: events::Events,
+    /// Background parts of container removals, by pod id (see
+    /// [`Engine::remove_container`]).
+    removals: std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     /// The program monitors run as, and its argv[0] (see [`monitor_program`]).
     pub(crate) monitor_program: (PathBuf, &'static str),
     /// Ids of containers (and pods' infra) whose monitor this daemon started
@@ -223,6 +226,7 @@ impl Engine {
             cgroups: crate::cgroups::detect(),
             runtime_problem_seen: std::sync::Mutex::new(None),
             monitor_program: monitor_program(),
+            removals: Default::default(),
             runtimes,
             cni,
             network,
@@ -237,6 +241,7 @@ impl Engine {
             warn!(error = %e, "failed to reconcile pod sandboxes");
         }
         engine.release_orphan_networks().await;
+        engine.sweep_removed_containers().await;
         engine.check_pod_networks().await;
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
             warn!(error = %e, "failed to reconcile containers");

@@ -259,8 +259,14 @@ impl Engine {
         };
         self.stop_pod_sandbox(id).await?;
         let containers = self.pod_containers(id)?;
-        futures::future::try_join_all(containers.iter().map(|c| self.remove_container(&c.id)))
-            .await?;
+        futures::future::try_join_all(
+            containers
+                .iter()
+                .map(|c| self.remove_container_inner(&c.id, true)),
+        )
+        .await?;
+        // Containers removed on their own before: their layers are gone too.
+        self.wait_removals(id).await;
         let _g = self.locks.lock(id).await;
         // Stop detached the network: tear down from the record as it is now.
         let rec = self.store.get::<PodRecord>(PODS, id)?.unwrap_or(rec);

@@ -14,7 +14,7 @@ pub mod service;
 
 pub use digest::Digest;
 pub use reference::Reference;
-pub use service::{ImageRecord, ImageService};
+pub use service::{ImageRecord, ImageService, SnapshotHolds};
 
 use std::path::PathBuf;
 

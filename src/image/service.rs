@@ -89,13 +89,41 @@ pub struct ImageService {
     gc_lock: tokio::sync::Mutex<()>,
     /// Snapshots used by containers, by container id: GC keeps them even
     /// after their image is removed.
-    in_use: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    in_use: SnapshotHolds,
     /// The content store's ingest directory (scratch space on its file system).
     ingest: std::path::PathBuf,
     /// Parsed image configs by config digest. Content-addressed, so an entry
     /// is never stale; ListImages, CreateContainer and StopContainer read
     /// configs on every call and need no disk read or JSON parse for them.
     configs: std::sync::Mutex<std::collections::HashMap<String, Arc<ImageConfiguration>>>,
+}
+
+/// Snapshots used by containers, by container id: GC keeps them even after
+/// their image is removed. Cheap to clone (one shared map).
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotHolds(Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>);
+
+impl SnapshotHolds {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<String>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks `keys` as used by `container`.
+    pub fn hold(&self, container: &str, keys: Vec<String>) {
+        self.map().insert(container.to_string(), keys);
+    }
+
+    /// `container` no longer needs its snapshots.
+    pub fn release(&self, container: &str) {
+        self.map().remove(container);
+    }
+
+    /// Every held snapshot key.
+    pub fn keys(&self) -> HashSet<String> {
+        self.map().values().flatten().cloned().collect()
+    }
 }
 
 /// Parsed configs kept in memory before the cache starts over.
@@ -293,14 +321,7 @@ impl ImageService {
             blobs.extend(r.blobs().cloned());
             snaps.extend(r.snapshot_keys());
         }
-        for keys in self
-            .in_use
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            snaps.extend(keys.iter().cloned());
-        }
+        snaps.extend(self.in_use.keys());
         let content = self.content.clone();
         let snapshots = self.snapshots.clone();
         let leases = self.leases.clone();
@@ -341,18 +362,18 @@ impl ImageService {
 
     /// Marks snapshots as used by a container (its rootfs lower dirs).
     pub fn hold_snapshots(&self, container: &str, keys: Vec<String>) {
-        self.in_use
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(container.to_string(), keys);
+        self.in_use.hold(container, keys);
     }
 
     /// A container no longer needs its snapshots.
     pub fn release_snapshots(&self, container: &str) {
-        self.in_use
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(container);
+        self.in_use.release(container);
+    }
+
+    /// The holds themselves, for work that ends outside a request (a
+    /// container's rootfs unmounted in the background releases its own).
+    pub fn snapshot_holds(&self) -> SnapshotHolds {
+        self.in_use.clone()
     }
 
     /// The image's config, read from the content store.

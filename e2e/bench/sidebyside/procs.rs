@@ -62,7 +62,7 @@ impl Daemon {
     /// What holds a container's stdio and exit status on this side.
     pub fn per_container_name(&self) -> &'static str {
         match self {
-            Daemon::Berth { .. } => "berthd monitor",
+            Daemon::Berth { .. } => "berth monitor",
             Daemon::Containerd { .. } => SHIM,
         }
     }
@@ -86,8 +86,9 @@ impl Daemon {
                     .filter_map(|(p, c)| {
                         let mut args = c.split(' ');
                         let (bin, verb, cfg) = (args.next()?, args.next()?, args.next()?);
-                        let ours =
-                            bin.ends_with("berthd") && verb == "monitor" && cfg.starts_with(&state);
+                        let ours = (bin.ends_with("berthd") || bin.ends_with("berth-monitor"))
+                            && verb == "monitor"
+                            && cfg.starts_with(&state);
                         ours.then_some((*p, cfg))
                     })
                     .collect();
