@@ -213,7 +213,12 @@ impl Engine {
         // Stamped before the start: a container that exits during `crun start`
         // must not show an exit before its start.
         let started = now_nanos();
-        if let Err(e) = oci.start(id).await {
+        // While the start runs, an exit seen elsewhere (the exit watcher, a
+        // status call) waits: "start" comes before "die" in every stream.
+        self.starting_set().insert(id.to_string());
+        let res = oci.start(id).await;
+        self.starting_set().remove(id);
+        if let Err(e) = res {
             rec.state = ContainerState::Exited;
             rec.finished_at = now_nanos();
             rec.exit_code = 128;
@@ -222,7 +227,6 @@ impl Engine {
             self.put_container(&rec)?;
             return Err(e);
         }
-        // A concurrent status call may already have seen the exit: keep its record.
         let mut rec = self.container(id)?;
         if rec.state == ContainerState::Created {
             rec.state = ContainerState::Running;
@@ -232,7 +236,15 @@ impl Engine {
         self.emit_container("start", &rec, &[]);
         let since_create = (rec.started_at - rec.created_at).max(0) as u64;
         crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
+        // An exit that happened during the start is recorded now ("die").
+        self.refreshed(id)?;
         Ok(())
+    }
+
+    fn starting_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.starting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout`.
@@ -402,7 +414,9 @@ impl Engine {
         let Some(mut rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
             return Ok(None);
         };
-        if rec.state == ContainerState::Exited {
+        if rec.state == ContainerState::Exited
+            || (rec.state == ContainerState::Created && self.starting_set().contains(id))
+        {
             return Ok(Some(rec));
         }
         let exit = ExitStatus::read(&rec.exit_file())

@@ -166,6 +166,8 @@ pub struct Engine {
     /// Background parts of container removals, by pod id (see
     /// [`Engine::remove_container`]).
     removals: std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+    /// Containers whose `crun start` is running (see [`Engine::start_container`]).
+    starting: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The program monitors run as, and its argv[0] (see [`monitor_program`]).
     pub(crate) monitor_program: (PathBuf, &'static str),
     /// Ids of containers (and pods' infra) whose monitor this daemon started
@@ -227,6 +229,7 @@ impl Engine {
             runtime_problem_seen: std::sync::Mutex::new(None),
             monitor_program: monitor_program(),
             removals: Default::default(),
+            starting: Default::default(),
             runtimes,
             cni,
             network,
