@@ -552,6 +552,9 @@ impl Engine {
         let mut child = tokio::process::Command::new(&self.monitor_program.0)
             .arg0(self.monitor_program.1)
             .arg("monitor")
+            // One malloc arena: a monitor's few threads allocate little, and
+            // an arena per thread is most of what a monitor would hold.
+            .env("MALLOC_ARENA_MAX", "1")
             .arg(&cfg_path)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

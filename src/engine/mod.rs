@@ -107,22 +107,26 @@ impl HostFacts {
     }
 }
 
-/// The small `berth-monitor` binary next to berthd when it is there (a
-/// fraction of berthd's memory per container), else berthd itself as
-/// `berthd monitor` through /proc/self/exe (the running image, valid even if
-/// the file was replaced since start-up).
-fn monitor_program() -> (PathBuf, &'static str) {
+/// The small `berth-monitor` binary next to berthd, when it is there.
+fn small_binary() -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let beside = std::env::current_exe()
+    std::env::current_exe()
         .ok()
         .map(|exe| exe.with_file_name("berth-monitor"))
         .filter(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        });
-    match beside {
+        })
+}
+
+/// The small `berth-monitor` binary next to berthd when it is there (a
+/// fraction of berthd's memory per container), else berthd itself as
+/// `berthd monitor` through /proc/self/exe (the running image, valid even if
+/// the file was replaced since start-up).
+fn monitor_program(small: Option<&PathBuf>) -> (PathBuf, &'static str) {
+    match small {
         Some(p) => {
-            info!(monitor = %p.display(), "containers get the berth-monitor binary");
-            (p, "berth-monitor")
+            info!(monitor = %p.display(), "monitors and pods' infra processes run as berth-monitor");
+            (p.clone(), "berth-monitor")
         }
         None => (PathBuf::from("/proc/self/exe"), "berthd"),
     }
@@ -168,6 +172,8 @@ pub struct Engine {
     removals: std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     /// Containers whose `crun start` is running (see [`Engine::start_container`]).
     starting: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// `berth-monitor` next to berthd: it also runs as pods' infra process.
+    pub(crate) small_binary: Option<PathBuf>,
     /// The program monitors run as, and its argv[0] (see [`monitor_program`]).
     pub(crate) monitor_program: (PathBuf, &'static str),
     /// Ids of containers (and pods' infra) whose monitor this daemon started
@@ -220,6 +226,7 @@ impl Engine {
             config.cni.bin_dirs.clone(),
             config.cni.builtin_network,
         );
+        let small = small_binary();
         let engine = Engine {
             config,
             store,
@@ -227,7 +234,8 @@ impl Engine {
             host: HostFacts::detect(),
             cgroups: crate::cgroups::detect(),
             runtime_problem_seen: std::sync::Mutex::new(None),
-            monitor_program: monitor_program(),
+            monitor_program: monitor_program(small.as_ref()),
+            small_binary: small,
             removals: Default::default(),
             starting: Default::default(),
             runtimes,

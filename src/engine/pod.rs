@@ -134,11 +134,16 @@ impl Engine {
                 let (infra_dir, pinned) = (dir.join("infra"), pinned_of(&rec));
                 let cg = self.cgroups_path(&rec.cgroup_parent, &id);
                 let hn = config.hostname.clone();
+                let small = self.small_binary.clone();
                 let bundle = blocking(move || {
                     std::fs::create_dir_all(&infra_dir).map_err(|e| {
                         Error::internal(format!("failed to create {}: {e}", infra_dir.display()))
                     })?;
-                    sandbox::infra_bundle(&infra_dir, &pinned, &cg, &hn).map_err(sandbox_err)
+                    match &small {
+                        Some(bin) => sandbox::infra_bundle_with(bin, &infra_dir, &pinned, &cg, &hn),
+                        None => sandbox::infra_bundle(&infra_dir, &pinned, &cg, &hn),
+                    }
+                    .map_err(sandbox_err)
                 })
                 .await?;
                 let (pid, _) = self

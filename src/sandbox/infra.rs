@@ -37,21 +37,45 @@ pub fn infra_bundle(
     cgroups_path: &str,
     hostname: &str,
 ) -> Result<PathBuf, SandboxError> {
-    static LIBS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let mut exe =
         std::env::current_exe().map_err(|e| SandboxError::io("resolve", "/proc/self/exe", e))?;
     if !exe.exists() {
         // Replaced on disk since we started: bind the running image itself.
         exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
     }
-    let libs = match LIBS.get() {
+    infra_bundle_with(&exe, dir, pinned, cgroups_path, hostname)
+}
+
+/// [`infra_bundle`] with `binary` (berthd, or the small `berth-monitor`,
+/// which also answers `pause`) as the infra process.
+pub fn infra_bundle_with(
+    binary: &Path,
+    dir: &Path,
+    pinned: &PinnedNamespaces,
+    cgroups_path: &str,
+    hostname: &str,
+) -> Result<PathBuf, SandboxError> {
+    // ldd runs once per binary.
+    static LIBS: OnceLock<std::sync::Mutex<Vec<(PathBuf, Vec<PathBuf>)>>> = OnceLock::new();
+    let cache = LIBS.get_or_init(Default::default);
+    let known = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(b, _)| b == binary)
+        .map(|(_, l)| l.clone());
+    let libs = match known {
         Some(l) => l,
         None => {
-            let found = shared_libraries(&exe)?;
-            LIBS.get_or_init(|| found)
+            let found = shared_libraries(binary)?;
+            cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((binary.to_path_buf(), found.clone()));
+            found
         }
     };
-    infra_bundle_for(&exe, libs, dir, pinned, cgroups_path, hostname)
+    infra_bundle_for(binary, &libs, dir, pinned, cgroups_path, hostname)
 }
 
 pub(crate) fn infra_bundle_for(

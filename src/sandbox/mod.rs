@@ -37,7 +37,7 @@ mod testutil;
 
 pub use error::{SandboxError, SandboxErrorKind};
 pub use files::{unmount_pod_files, write_hosts, write_pod_files, PodFiles, SHM_SIZE};
-pub use infra::{infra_bundle, INFRA_BINARY, INFRA_ID};
+pub use infra::{infra_bundle, infra_bundle_with, INFRA_BINARY, INFRA_ID};
 pub use ns_pin::ns_pin_main;
 pub use pause::pause_main;
 pub use pin::{is_pinned, pin, unpin, NsKinds, PinnedNamespaces};
