@@ -343,12 +343,21 @@ impl RuntimeService for Runtime {
         req: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
         let req = req.into_inner();
-        let id = self.container_id(&req.container_id)?;
+        let id = match self.container_id(&req.container_id) {
+            Ok(id) => id,
+            // Stopping a container that is already gone succeeds: the kubelet
+            // relies on stop being idempotent (CRI, like StopPodSandbox).
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Ok(Response::new(cri::StopContainerResponse {}))
+            }
+            Err(s) => return Err(s),
+        };
         let timeout = std::time::Duration::from_secs(req.timeout.max(0) as u64);
-        self.engine
-            .stop_container(&id, timeout)
-            .await
-            .map_err(|e| engine_status(&format!("failed to stop container {id}"), e))?;
+        match self.engine.stop_container(&id, timeout).await {
+            // Removed while this call waited for the container's lock.
+            Ok(()) | Err(crate::engine::Error::NotFound(_)) => {}
+            Err(e) => return Err(engine_status(&format!("failed to stop container {id}"), e)),
+        }
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
