@@ -7,6 +7,7 @@ mod daemon_basics;
 mod docker;
 mod harness;
 mod images;
+mod kubelet;
 mod network;
 mod runtime;
 mod streaming;

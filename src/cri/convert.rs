@@ -244,3 +244,24 @@ pub fn pod_stats(p: &PodRecord, containers: Vec<cri::ContainerStats>) -> cri::Po
         windows: None,
     }
 }
+
+/// `Status.runtime_handlers`: the default handler under the name "" (what a
+/// pod without a RuntimeClass gets), then every handler by name.
+pub fn runtime_handlers(
+    default: &str,
+    features: &std::collections::BTreeMap<String, crate::engine::features::HandlerFeatures>,
+) -> Vec<cri::RuntimeHandler> {
+    let entry = |name: &str, f: &crate::engine::features::HandlerFeatures| cri::RuntimeHandler {
+        name: name.to_string(),
+        features: Some(cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: f.recursive_read_only_mounts,
+            user_namespaces: f.user_namespaces,
+        }),
+    };
+    features
+        .get(default)
+        .map(|f| entry("", f))
+        .into_iter()
+        .chain(features.iter().map(|(n, f)| entry(n, f)))
+        .collect()
+}

@@ -197,6 +197,7 @@ impl RuntimeService for Runtime {
                 "state": c.state,
                 "defaultRuntimeHandler": c.runtime.default_handler,
                 "runtimeHandlers": c.runtime.handlers,
+                "runtimeHandlerFeatures": self.engine.handler_features,
                 "registries": c.registries.keys().collect::<Vec<_>>(),
             });
             info.insert("config".to_string(), v.to_string());
@@ -204,8 +205,15 @@ impl RuntimeService for Runtime {
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),
             info,
-            runtime_handlers: vec![],
-            features: None,
+            runtime_handlers: convert::runtime_handlers(
+                &self.engine.config.runtime.default_handler,
+                &self.engine.handler_features,
+            ),
+            // SupplementalGroupsPolicy Strict leaves out the image's groups
+            // (src/runtime/process.rs).
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: true,
+            }),
         }))
     }
 
@@ -650,8 +658,23 @@ impl RuntimeService for Runtime {
         Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
+    async fn update_runtime_config(
+        &self,
+        req: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        self.engine
+            .set_pod_cidr(&cidr)
+            .map_err(|e| engine_status("failed to update the runtime config", e))?;
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+    }
+
     unimplemented_rpcs! {
-        update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;

@@ -9,6 +9,8 @@ pub mod container;
 pub mod docker;
 pub mod events;
 pub mod exec;
+pub mod features;
+pub mod inspect;
 pub mod oci;
 pub mod pod;
 pub mod records;
@@ -131,6 +133,8 @@ pub struct Engine {
     /// The host's cgroup hierarchies, read at start-up.
     pub cgroups: Result<crate::cgroups::Hierarchy, crate::cgroups::CgroupError>,
     runtimes: BTreeMap<String, oci::OciRuntime>,
+    /// What each runtime handler can do (`Status.runtime_handlers`).
+    pub handler_features: BTreeMap<String, features::HandlerFeatures>,
     /// CNI plugin invocation, with its on-disk cache of attachments.
     pub cni: crate::network::Cni,
     /// The default CNI network, re-read as the config directory changes.
@@ -140,6 +144,9 @@ pub struct Engine {
     cpu_samples: stats::CpuSamples,
     /// Container and image events (Docker's `/events`).
     pub events: events::Events,
+    /// The node's pod CIDR(s) from UpdateRuntimeConfig, comma-separated as
+    /// the kubelet sends them.
+    pod_cidr: std::sync::Mutex<Option<String>>,
     /// Ids of containers (and pods' infra) whose monitor this daemon started
     /// has just exited: the exit is recorded.
     pub monitor_exits: tokio::sync::broadcast::Sender<String>,
@@ -162,7 +169,7 @@ impl Engine {
             images.hold_snapshots(&id, c.snapshots);
         }
         let gc = images.gc().await?;
-        let runtimes = config
+        let runtimes: BTreeMap<String, oci::OciRuntime> = config
             .runtime
             .handlers
             .iter()
@@ -179,6 +186,7 @@ impl Engine {
                 (name.clone(), rt)
             })
             .collect();
+        let handler_features = detect_features(&runtimes).await;
         let cni = crate::network::Cni::new(
             config.cni.conf_dir.clone(),
             config.cni.bin_dirs.clone(),
@@ -193,12 +201,14 @@ impl Engine {
             host: HostFacts::detect(),
             cgroups: crate::cgroups::detect(),
             runtimes,
+            handler_features,
             cni,
             network,
             locks: KeyedLocks::default(),
             cpu_samples: stats::CpuSamples::default(),
             events: events::Events::default(),
             monitor_exits: tokio::sync::broadcast::channel(256).0,
+            pod_cidr: std::sync::Mutex::new(None),
         };
         if let Some(p) = engine.runtime_problem() {
             warn!("containers cannot run on this host: {p}");
@@ -247,11 +257,86 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Records the node's pod CIDR (UpdateRuntimeConfig): each CIDR must
+    /// parse; pods made from now on hand the first to CNI as `ipRanges`.
+    pub fn set_pod_cidr(&self, cidr: &str) -> Result<(), Error> {
+        let cidr = cidr.trim();
+        for part in cidr.split(',').filter(|_| !cidr.is_empty()) {
+            if !valid_cidr(part.trim()) {
+                return Err(Error::InvalidArgument(format!("bad pod CIDR {part:?}")));
+            }
+        }
+        let mut cur = self.pod_cidr.lock().unwrap_or_else(|p| p.into_inner());
+        let new = (!cidr.is_empty()).then(|| cidr.to_string());
+        if *cur != new {
+            info!(pod_cidr = %cidr, "pod CIDR set by the kubelet");
+        }
+        *cur = new;
+        Ok(())
+    }
+
+    /// The first pod CIDR the kubelet gave, if any.
+    pub fn pod_cidr(&self) -> Option<String> {
+        let cur = self.pod_cidr.lock().unwrap_or_else(|p| p.into_inner());
+        cur.as_deref()
+            .and_then(|c| c.split(',').next())
+            .map(|c| c.trim().to_string())
+    }
+
     /// Why containers cannot run on this host, if they cannot.
     pub fn runtime_problem(&self) -> Option<String> {
         match &self.cgroups {
             Ok(h) => h.problem(),
             Err(e) => Some(format!("failed to read the cgroup layout: {e}")),
         }
+    }
+}
+
+/// Asks every handler's runtime what it can do, all at once, off the async workers.
+async fn detect_features(
+    runtimes: &BTreeMap<String, oci::OciRuntime>,
+) -> BTreeMap<String, features::HandlerFeatures> {
+    let kernel = features::Kernel::detect();
+    let probes: Vec<_> = runtimes
+        .iter()
+        .map(|(name, rt)| {
+            let (name, binary) = (name.clone(), rt.binary.clone());
+            tokio::task::spawn_blocking(move || (name, features::detect(&binary, kernel)))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for p in probes {
+        if let Ok((name, f)) = p.await {
+            info!(handler = %name, features = ?f, "runtime handler features");
+            out.insert(name, f);
+        }
+    }
+    out
+}
+
+/// `10.244.1.0/24`, `fd00::/64`.
+fn valid_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len <= 32,
+        Ok(std::net::IpAddr::V6(_)) => len <= 128,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    #[test]
+    fn cidrs() {
+        assert!(super::valid_cidr("10.244.1.0/24"));
+        assert!(super::valid_cidr("fd00::/64"));
+        assert!(!super::valid_cidr("10.244.1.0/33"));
+        assert!(!super::valid_cidr("10.244.1.0"));
+        assert!(!super::valid_cidr("nonsense/8"));
     }
 }

@@ -345,7 +345,13 @@ impl Engine {
                 })?,
             },
         };
-        let att = crate::network::Attachment::for_pod(id, netns, config).map_err(cni_err)?;
+        let mut att = crate::network::Attachment::for_pod(id, netns, config).map_err(cni_err)?;
+        if let Some(cidr) = self.pod_cidr() {
+            // host-local's `ipRanges` capability: the node's pod CIDR from the
+            // kubelet (UpdateRuntimeConfig), only for plugins that declare it.
+            att.capabilities
+                .insert("ipRanges".into(), serde_json::json!([[{ "subnet": cidr }]]));
+        }
         let started = std::time::Instant::now();
         let res = self.cni.add(&net, &att).await;
         crate::metrics::global().observe_cni("add", res.is_ok(), started.elapsed());
