@@ -5,5 +5,7 @@
 //! UpdateRuntimeConfig.
 
 mod features;
+mod statuses;
+mod target;
 
 pub use crate::runtime::Env;

@@ -107,8 +107,12 @@ pub fn container_matches(c: &ContainerRecord, f: Option<&cri::ContainerFilter>) 
         && labels_match(&c.config.labels, &f.label_selector)
 }
 
-/// `ContainerStatus`.
-pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
+/// `ContainerStatus`, with the resources and identity the engine read back.
+pub fn container_status(
+    c: &ContainerRecord,
+    resources: Option<cri::LinuxContainerResources>,
+    identity: Option<crate::engine::inspect::Identity>,
+) -> cri::ContainerStatus {
     cri::ContainerStatus {
         id: c.id.clone(),
         metadata: c.config.metadata.clone(),
@@ -129,9 +133,18 @@ pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        resources: None,
+        resources: resources.map(|linux| cri::ContainerResources {
+            linux: Some(linux),
+            windows: None,
+        }),
         image_id: c.image_id.clone(),
-        user: None,
+        user: identity.map(|i| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: i.uid.into(),
+                gid: i.gid.into(),
+                supplemental_groups: i.groups.into_iter().map(i64::from).collect(),
+            }),
+        }),
     }
 }
 

@@ -75,6 +75,14 @@ impl Runtime {
 }
 
 impl Runtime {
+    fn status_of(&self, c: &crate::engine::records::ContainerRecord) -> cri::ContainerStatus {
+        convert::container_status(
+            c,
+            self.engine.container_resources(c),
+            self.engine.container_identity(c),
+        )
+    }
+
     fn stats_of(
         &self,
         c: &crate::engine::records::ContainerRecord,
@@ -290,11 +298,19 @@ impl RuntimeService for Runtime {
                 serde_json::json!({"record": pod}).to_string(),
             );
         }
+        // The evented PLEG reads the pod and its containers in one answer.
+        let containers_statuses = self
+            .engine
+            .pod_containers(&id)
+            .map_err(|e| engine_status("failed to list pod containers", e))?
+            .iter()
+            .map(|c| self.status_of(c))
+            .collect();
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(convert::pod_status(&pod)),
             info,
-            containers_statuses: vec![],
-            timestamp: 0,
+            containers_statuses,
+            timestamp: crate::engine::records::now_nanos(),
         }))
     }
 
@@ -425,7 +441,7 @@ impl RuntimeService for Runtime {
             );
         }
         Ok(Response::new(cri::ContainerStatusResponse {
-            status: Some(convert::container_status(&rec)),
+            status: Some(self.status_of(&rec)),
             info,
         }))
     }
