@@ -2,9 +2,10 @@
 //! the features `Status` advertises (and that they hold), idempotent
 //! StopContainer, PID namespace TARGET (`kubectl debug --target`), the
 //! status fields the evented PLEG and in-place resize read, pinned images,
-//! UpdateRuntimeConfig.
+//! UpdateRuntimeConfig, user-namespaced pods, CRI metrics.
 
 mod features;
+mod metrics;
 mod statuses;
 mod target;
 

@@ -176,6 +176,14 @@ pub fn container_stats(
             usage_nano_cores: u.nano_cores.and_then(v),
         }),
         memory: Some(memory(s)),
+        swap: s.swap_usage_bytes.map(|used| cri::SwapUsage {
+            timestamp: s.timestamp_ns,
+            swap_usage_bytes: v(used),
+            swap_available_bytes: s
+                .swap_limit_bytes
+                .map(|l| l.saturating_sub(used))
+                .and_then(v),
+        }),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: s.timestamp_ns,
             fs_id: Some(cri::FilesystemIdentifier {
@@ -184,7 +192,6 @@ pub fn container_stats(
             used_bytes: v(u.layer_bytes),
             inodes_used: v(u.layer_inodes),
         }),
-        swap: None,
     }
 }
 
@@ -204,8 +211,14 @@ fn memory(s: &crate::cgroups::Stats) -> cri::MemoryUsage {
     }
 }
 
-/// Pod stats: the sum of its containers' samples.
-pub fn pod_stats(p: &PodRecord, containers: Vec<cri::ContainerStats>) -> cri::PodSandboxStats {
+/// Pod stats: the sum of its containers' samples, the pod netns's
+/// interfaces (the first, normally `eth0`, is the default) and the
+/// processes in its containers.
+pub fn pod_stats(
+    sample: &crate::engine::samples::PodSample,
+    containers: Vec<cri::ContainerStats>,
+) -> cri::PodSandboxStats {
+    let p = &sample.pod;
     let ts = containers
         .iter()
         .filter_map(|c| c.cpu.as_ref().map(|x| x.timestamp))
@@ -250,8 +263,23 @@ pub fn pod_stats(p: &PodRecord, containers: Vec<cri::ContainerStats>) -> cri::Po
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: Some(cpu),
             memory: Some(memory),
-            network: None,
-            process: None,
+            network: sample.interfaces.as_ref().map(|list| {
+                let ifaces: Vec<cri::NetworkInterfaceUsage> =
+                    list.iter().map(interface_usage).collect();
+                cri::NetworkUsage {
+                    timestamp: sample.timestamp,
+                    default_interface: ifaces
+                        .iter()
+                        .find(|i| i.name == "eth0")
+                        .or(ifaces.first())
+                        .cloned(),
+                    interfaces: ifaces,
+                }
+            }),
+            process: sample.process_count().map(|n| cri::ProcessUsage {
+                timestamp: sample.timestamp,
+                process_count: Some(cri::UInt64Value { value: n }),
+            }),
             containers,
         }),
         windows: None,
@@ -277,4 +305,15 @@ pub fn runtime_handlers(
         .into_iter()
         .chain(features.iter().map(|(n, f)| entry(n, f)))
         .collect()
+}
+
+fn interface_usage(i: &crate::sandbox::InterfaceCounters) -> cri::NetworkInterfaceUsage {
+    let v = |value: u64| Some(cri::UInt64Value { value });
+    cri::NetworkInterfaceUsage {
+        name: i.name.clone(),
+        rx_bytes: v(i.rx_bytes),
+        rx_errors: v(i.rx_errors),
+        tx_bytes: v(i.tx_bytes),
+        tx_errors: v(i.tx_errors),
+    }
 }

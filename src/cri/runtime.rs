@@ -1,6 +1,6 @@
 //! CRI RuntimeService: thin translation onto the engine. Calls not built yet
-//! (stats, resource updates, log reopening, events, checkpoints)
-//! answer UNIMPLEMENTED rather than pretending to succeed.
+//! (container events, checkpoints) answer UNIMPLEMENTED rather than
+//! pretending to succeed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -94,19 +94,25 @@ impl Runtime {
         Ok(convert::container_stats(c, usage.as_ref(), &mountpoint))
     }
 
-    fn pod_stats_of(
+    /// One sample of `pods` (cgroups, writable layers, netns counters).
+    async fn samples(
         &self,
-        p: &crate::engine::records::PodRecord,
-    ) -> Result<cri::PodSandboxStats, Status> {
-        let containers = self
-            .engine
-            .pod_containers(&p.id)
-            .map_err(|e| engine_status("failed to list pod containers", e))?;
-        let mut stats = Vec::new();
-        for c in &containers {
-            stats.push(self.stats_of(c)?);
-        }
-        Ok(convert::pod_stats(p, stats))
+        pods: Vec<crate::engine::records::PodRecord>,
+    ) -> Result<Vec<crate::engine::samples::PodSample>, Status> {
+        self.engine
+            .sample_pods(pods)
+            .await
+            .map_err(|e| engine_status("failed to read pod stats", e))
+    }
+
+    fn pod_stats_of(&self, s: &crate::engine::samples::PodSample) -> cri::PodSandboxStats {
+        let mountpoint = self.engine.config.root.display().to_string();
+        let containers = s
+            .containers
+            .iter()
+            .map(|(c, u)| convert::container_stats(c, u.as_ref(), &mountpoint))
+            .collect();
+        convert::pod_stats(s, containers)
     }
 }
 
@@ -561,8 +567,9 @@ impl RuntimeService for Runtime {
             .engine
             .pod(&id)
             .map_err(|e| engine_status("failed to read pod stats", e))?;
+        let samples = self.samples(vec![pod]).await?;
         Ok(Response::new(cri::PodSandboxStatsResponse {
-            stats: Some(self.pod_stats_of(&pod)?),
+            stats: samples.first().map(|s| self.pod_stats_of(s)),
         }))
     }
 
@@ -575,15 +582,21 @@ impl RuntimeService for Runtime {
             .engine
             .pods()
             .map_err(|e| engine_status("failed to list pod stats", e))?;
-        let mut stats = Vec::new();
-        for p in pods.iter().filter(|p| {
-            (f.id.is_empty() || p.id.starts_with(&f.id))
-                && f.label_selector
-                    .iter()
-                    .all(|(k, v)| p.config.labels.get(k) == Some(v))
-        }) {
-            stats.push(self.pod_stats_of(p)?);
-        }
+        let wanted = pods
+            .into_iter()
+            .filter(|p| {
+                (f.id.is_empty() || p.id.starts_with(&f.id))
+                    && f.label_selector
+                        .iter()
+                        .all(|(k, v)| p.config.labels.get(k) == Some(v))
+            })
+            .collect();
+        let stats = self
+            .samples(wanted)
+            .await?
+            .iter()
+            .map(|s| self.pod_stats_of(s))
+            .collect();
         Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
@@ -690,9 +703,35 @@ impl RuntimeService for Runtime {
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: super::metrics::descriptors(),
+        }))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
+        let pods = self
+            .engine
+            .pods()
+            .map_err(|e| engine_status("failed to list pod sandboxes", e))?;
+        let pod_metrics = self
+            .samples(pods)
+            .await?
+            .iter()
+            .map(super::metrics::pod_metrics)
+            .collect();
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics,
+        }))
+    }
+
     unimplemented_rpcs! {
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
     }
 }

@@ -15,6 +15,7 @@ pub mod oci;
 pub mod pod;
 pub mod records;
 pub mod rootfs;
+pub mod samples;
 pub mod stats;
 
 use std::collections::BTreeMap;
