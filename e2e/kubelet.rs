@@ -8,5 +8,6 @@ mod features;
 mod metrics;
 mod statuses;
 mod target;
+mod userns;
 
 pub use crate::runtime::Env;

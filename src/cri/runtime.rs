@@ -208,6 +208,8 @@ impl RuntimeService for Runtime {
             let c = &self.engine.config;
             let v = serde_json::json!({
                 "root": c.root,
+                // critest looks for idmapped-mount support next to this.
+                "stateDir": c.root.join("containers"),
                 "state": c.state,
                 "defaultRuntimeHandler": c.runtime.default_handler,
                 "runtimeHandlers": c.runtime.handlers,

@@ -147,6 +147,34 @@ impl Engine {
                 apparmor_enabled: self.host.apparmor,
                 apparmor_default_profile: self.host.apparmor_default_profile.as_deref(),
             })?;
+            if spec
+                .linux()
+                .as_ref()
+                .is_some_and(|l| l.uid_mappings().is_some())
+            {
+                // In its user namespace the runtime cannot create mount
+                // points in the (host-root-owned) image: make them first.
+                let points: Vec<(String, bool)> = spec
+                    .mounts()
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.typ().as_deref() == Some("bind"))
+                    .map(|m| {
+                        let file = m.source().as_ref().is_some_and(|s| !s.is_dir());
+                        (m.destination().display().to_string(), file)
+                    })
+                    .collect();
+                let root = rootfs.clone();
+                blocking(move || {
+                    for (dest, file) in &points {
+                        crate::storage::make_mount_point(&root, dest, *file).map_err(|e| {
+                            Error::internal(format!("failed to make mount point {dest}: {e}"))
+                        })?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
             if let Some(p) = &log_path {
                 if let Some(d) = p.parent() {
                     std::fs::create_dir_all(d).map_err(|e| {

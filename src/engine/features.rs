@@ -10,8 +10,9 @@
 //!   is reported as unsupported;
 //! * recursive read-only needs `mount_setattr(2)`, Linux ≥ 5.12.
 //!
-//! User namespaces are advertised only when berth itself can run
-//! `hostUsers: false` pods ([`BERTH_USER_NAMESPACES`]).
+//! User namespaces are advertised for a handler whose runtime makes user
+//! namespaces and idmaps mounts (volumes are idmapped), on a kernel with
+//! user namespaces and `mount_setattr(2)`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,9 +20,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// berth builds pods with `userns_options` mode POD: not yet, so no handler
-/// claims user namespaces whatever the runtime and kernel offer.
-pub const BERTH_USER_NAMESPACES: bool = false;
+/// berth runs pods with `userns_options` mode POD (`runtime::userns`), so
+/// a handler claims user namespaces when its runtime and the kernel can.
+pub const BERTH_USER_NAMESPACES: bool = true;
 
 /// How long a runtime may take to describe itself.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -57,6 +57,16 @@ impl Engine {
             handler.to_string()
         };
         let oci = self.oci(&handler)?.clone();
+        if crate::runtime::userns::pod_user_namespace(&config)?.is_some()
+            && !self
+                .handler_features
+                .get(&handler)
+                .is_some_and(|f| f.user_namespaces)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "runtime handler {handler:?} cannot run pods in a user namespace (it needs user namespaces and idmapped mounts)"
+            )));
+        }
         let id = new_id();
         let dir = self.config.state.join("pods").join(&id);
         let m = modes(&config);
