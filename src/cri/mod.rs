@@ -3,6 +3,7 @@
 pub mod authority;
 pub mod convert;
 pub mod deadline;
+pub mod events;
 pub mod image;
 pub mod metrics;
 pub mod runtime;

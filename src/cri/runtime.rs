@@ -1,6 +1,5 @@
 //! CRI RuntimeService: thin translation onto the engine. Calls not built yet
-//! (container events, checkpoints) answer UNIMPLEMENTED rather than
-//! pretending to succeed.
+//! (checkpoints) answer UNIMPLEMENTED rather than pretending to succeed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -609,9 +608,9 @@ impl RuntimeService for Runtime {
         &self,
         _req: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "berth does not implement get_container_events yet",
-        ))
+        Ok(Response::new(Box::pin(super::events::stream(
+            self.engine.clone(),
+        ))))
     }
 
     async fn exec(
