@@ -4,10 +4,7 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
-use k8s_cri::v1::{
-    CheckpointContainerRequest, ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest,
-    StatusRequest, VersionRequest,
-};
+use k8s_cri::v1::{CheckpointContainerRequest, StatusRequest, VersionRequest};
 use tonic::Code;
 
 use crate::support::daemon::{config_yaml, run_to_exit, Berthd};
@@ -84,16 +81,6 @@ async fn unsupported_runtime_rpcs_are_unimplemented() {
         })
         .await
         .expect_err("CheckpointContainer");
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
-    let err = rt
-        .list_metric_descriptors(ListMetricDescriptorsRequest {})
-        .await
-        .expect_err("ListMetricDescriptors");
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
-    let err = rt
-        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
-        .await
-        .expect_err("ListPodSandboxMetrics");
     assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
 }
 

@@ -8,6 +8,7 @@ mod docker;
 mod fresh_node;
 mod harness;
 mod images;
+mod kubelet;
 mod network;
 mod runtime;
 mod streaming;

@@ -71,6 +71,9 @@ pub struct CriConfig {
     /// HTTPS for the streaming server: cert and key; with ca, client
     /// certificates signed by it are required. Off when all are null.
     pub streaming_tls: TlsConfig,
+    /// Images reported as pinned (`Image.pinned`), which the kubelet's image
+    /// GC never removes.
+    pub pinned_images: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -176,6 +179,7 @@ impl Default for CriConfig {
             streaming_address: "127.0.0.1:10010".into(),
             stream_idle_timeout: crate::streaming::IdleTimeout::DEFAULT,
             streaming_tls: TlsConfig::default(),
+            pinned_images: Vec::new(),
         }
     }
 }
@@ -319,6 +323,11 @@ impl Config {
             }
         }
         parse_addr("cri.streaming_address", &self.cri.streaming_address)?;
+        for (i, name) in self.cri.pinned_images.iter().enumerate() {
+            if let Err(e) = crate::image::reference::Reference::parse(name) {
+                return Err(invalid(format!("cri.pinned_images[{i}]"), e.to_string()));
+            }
+        }
         if !self.metrics.address.is_empty() {
             parse_addr("metrics.address", &self.metrics.address)?;
         }

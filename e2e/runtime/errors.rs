@@ -89,6 +89,29 @@ async fn container_errors_have_the_right_codes() {
     pods::remove(&mut e.rt, &unknown)
         .await
         .expect("removing a missing container succeeds");
+    // The kubelet relies on StopContainer being idempotent: a container that
+    // is gone (never existed, or removed) stops without an error.
+    pods::stop(&mut e.rt, &unknown, 0)
+        .await
+        .expect("stopping a missing container succeeds");
+    pods::remove(&mut e.rt, &second)
+        .await
+        .expect("remove attempt 1");
+    pods::stop(&mut e.rt, &second, 0)
+        .await
+        .expect("stopping a removed container succeeds");
+    let err = pods::status(&mut e.rt, &second)
+        .await
+        .expect_err("status of the removed container");
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "stop did not bring it back: {err:?}"
+    );
+    let err = pods::stop(&mut e.rt, "", 0)
+        .await
+        .expect_err("stop without an id");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     e.remove_all_pods().await;
 }

@@ -45,14 +45,37 @@ pub fn config_yaml(dir: &Path, extra: &str) -> String {
     } else {
         format!("cni:\n  conf_dir: {d}/cni\n")
     };
+    // A caller's `cri:` keys join the daemon's own `cri:` section.
+    let (cri_extra, extra) = take_section(extra, "cri:");
     format!(
         "root: {d}/root\n\
          state: {d}/state\n\
          cri:\n  socket: {d}/state/berth.sock\n  streaming_address: \"127.0.0.1:0\"\n\
+         {cri_extra}\
          {docker}\
          metrics:\n  address: \"127.0.0.1:0\"\n\
          {cni}{extra}"
     )
+}
+
+/// Splits the indented body of a top-level `header` section out of `yaml`.
+fn take_section(yaml: &str, header: &str) -> (String, String) {
+    let (mut body, mut rest, mut inside) = (String::new(), String::new(), false);
+    for line in yaml.lines() {
+        if line == header {
+            inside = true;
+            continue;
+        }
+        if inside && (line.starts_with(' ') || line.is_empty()) {
+            body.push_str(line);
+            body.push('\n');
+            continue;
+        }
+        inside = false;
+        rest.push_str(line);
+        rest.push('\n');
+    }
+    (body, rest)
 }
 
 /// A CNI network of the real `loopback` plugin only: pods get a working

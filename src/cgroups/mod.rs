@@ -19,6 +19,7 @@
 mod detail;
 mod error;
 mod layout;
+mod limits;
 mod manage;
 mod path;
 mod stats;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 pub use crate::config::CgroupDriver as Driver;
 pub use detail::{BlkioEntry, Detail};
 pub use error::{CgroupError, CgroupErrorKind};
+pub use limits::{shares_to_weight, Limits};
 pub use path::{
     container_path, expand_slice, relative_dir, DEFAULT_CGROUPFS_PARENT, DEFAULT_SYSTEMD_SLICE,
 };

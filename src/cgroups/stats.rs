@@ -32,6 +32,10 @@ pub struct Stats {
     /// `None` when the pids controller does not cover the cgroup.
     pub pids_current: Option<u64>,
     pub oom_kills: u64,
+    /// Swap in use; `None` without swap accounting.
+    pub swap_usage_bytes: Option<u64>,
+    /// Swap the cgroup may use; `None` when unlimited or not accounted.
+    pub swap_limit_bytes: Option<u64>,
     /// When the sample was taken, nanoseconds since the Unix epoch.
     pub timestamp_ns: i64,
 }
@@ -79,6 +83,14 @@ impl Hierarchy {
         }
         s.memory_limit_bytes =
             single(&mem.join("memory.limit_in_bytes"))?.filter(|l| *l < V1_UNLIMITED);
+        // memsw counts memory + swap.
+        if let Some(both) = single(&mem.join("memory.memsw.usage_in_bytes"))? {
+            s.swap_usage_bytes = Some(both.saturating_sub(s.memory_usage_bytes));
+            s.swap_limit_bytes = single(&mem.join("memory.memsw.limit_in_bytes"))?
+                .filter(|l| *l < V1_UNLIMITED)
+                .zip(s.memory_limit_bytes)
+                .map(|(both, mem)| both.saturating_sub(mem));
+        }
         if let Some(f) = Keyed::read(&mem.join("memory.oom_control"))? {
             s.oom_kills = f.get("oom_kill")?.unwrap_or(0);
         }
@@ -117,6 +129,11 @@ impl Hierarchy {
             Some(t) if t.trim() == "max" => None,
             Some(t) => Some(number(&max, t.trim())?),
             None => None,
+        };
+        s.swap_usage_bytes = single(&dir.join("memory.swap.current"))?;
+        s.swap_limit_bytes = match read_optional(&dir.join("memory.swap.max"))? {
+            Some(t) if t.trim() != "max" => Some(number(&dir.join("memory.swap.max"), t.trim())?),
+            _ => None,
         };
         if let Some(f) = Keyed::read(&dir.join("memory.events"))? {
             s.oom_kills = f.get("oom_kill")?.unwrap_or(0);

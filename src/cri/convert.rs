@@ -107,8 +107,12 @@ pub fn container_matches(c: &ContainerRecord, f: Option<&cri::ContainerFilter>) 
         && labels_match(&c.config.labels, &f.label_selector)
 }
 
-/// `ContainerStatus`.
-pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
+/// `ContainerStatus`, with the resources and identity the engine read back.
+pub fn container_status(
+    c: &ContainerRecord,
+    resources: Option<cri::LinuxContainerResources>,
+    identity: Option<crate::engine::inspect::Identity>,
+) -> cri::ContainerStatus {
     cri::ContainerStatus {
         id: c.id.clone(),
         metadata: c.config.metadata.clone(),
@@ -129,9 +133,18 @@ pub fn container_status(c: &ContainerRecord) -> cri::ContainerStatus {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        resources: None,
+        resources: resources.map(|linux| cri::ContainerResources {
+            linux: Some(linux),
+            windows: None,
+        }),
         image_id: c.image_id.clone(),
-        user: None,
+        user: identity.map(|i| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: i.uid.into(),
+                gid: i.gid.into(),
+                supplemental_groups: i.groups.into_iter().map(i64::from).collect(),
+            }),
+        }),
     }
 }
 
@@ -163,6 +176,14 @@ pub fn container_stats(
             usage_nano_cores: u.nano_cores.and_then(v),
         }),
         memory: Some(memory(s)),
+        swap: s.swap_usage_bytes.map(|used| cri::SwapUsage {
+            timestamp: s.timestamp_ns,
+            swap_usage_bytes: v(used),
+            swap_available_bytes: s
+                .swap_limit_bytes
+                .map(|l| l.saturating_sub(used))
+                .and_then(v),
+        }),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: s.timestamp_ns,
             fs_id: Some(cri::FilesystemIdentifier {
@@ -171,7 +192,6 @@ pub fn container_stats(
             used_bytes: v(u.layer_bytes),
             inodes_used: v(u.layer_inodes),
         }),
-        swap: None,
     }
 }
 
@@ -191,8 +211,14 @@ fn memory(s: &crate::cgroups::Stats) -> cri::MemoryUsage {
     }
 }
 
-/// Pod stats: the sum of its containers' samples.
-pub fn pod_stats(p: &PodRecord, containers: Vec<cri::ContainerStats>) -> cri::PodSandboxStats {
+/// Pod stats: the sum of its containers' samples, the pod netns's
+/// interfaces (the first, normally `eth0`, is the default) and the
+/// processes in its containers.
+pub fn pod_stats(
+    sample: &crate::engine::samples::PodSample,
+    containers: Vec<cri::ContainerStats>,
+) -> cri::PodSandboxStats {
+    let p = &sample.pod;
     let ts = containers
         .iter()
         .filter_map(|c| c.cpu.as_ref().map(|x| x.timestamp))
@@ -237,10 +263,57 @@ pub fn pod_stats(p: &PodRecord, containers: Vec<cri::ContainerStats>) -> cri::Po
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: Some(cpu),
             memory: Some(memory),
-            network: None,
-            process: None,
+            network: sample.interfaces.as_ref().map(|list| {
+                let ifaces: Vec<cri::NetworkInterfaceUsage> =
+                    list.iter().map(interface_usage).collect();
+                cri::NetworkUsage {
+                    timestamp: sample.timestamp,
+                    default_interface: ifaces
+                        .iter()
+                        .find(|i| i.name == "eth0")
+                        .or(ifaces.first())
+                        .cloned(),
+                    interfaces: ifaces,
+                }
+            }),
+            process: sample.process_count().map(|n| cri::ProcessUsage {
+                timestamp: sample.timestamp,
+                process_count: Some(cri::UInt64Value { value: n }),
+            }),
             containers,
         }),
         windows: None,
+    }
+}
+
+/// `Status.runtime_handlers`: the default handler under the name "" (what a
+/// pod without a RuntimeClass gets), then every handler by name.
+pub fn runtime_handlers(
+    default: &str,
+    features: &std::collections::BTreeMap<String, crate::engine::features::HandlerFeatures>,
+) -> Vec<cri::RuntimeHandler> {
+    let entry = |name: &str, f: &crate::engine::features::HandlerFeatures| cri::RuntimeHandler {
+        name: name.to_string(),
+        features: Some(cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: f.recursive_read_only_mounts,
+            user_namespaces: f.user_namespaces,
+        }),
+    };
+    features
+        .get(default)
+        .map(|f| entry("", f))
+        .into_iter()
+        .chain(features.iter().map(|(n, f)| entry(n, f)))
+        .collect()
+}
+
+fn interface_usage(i: &crate::sandbox::InterfaceCounters) -> cri::NetworkInterfaceUsage {
+    let v = |value: u64| Some(cri::UInt64Value { value });
+    cri::NetworkInterfaceUsage {
+        name: i.name.clone(),
+        rx_bytes: v(i.rx_bytes),
+        rx_errors: v(i.rx_errors),
+        tx_bytes: v(i.tx_bytes),
+        tx_errors: v(i.tx_errors),
     }
 }

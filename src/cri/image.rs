@@ -39,8 +39,18 @@ impl Images {
                 annotations: HashMap::new(),
                 ..Default::default()
             }),
-            pinned: false,
+            pinned: self.pinned(rec),
         })
+    }
+
+    /// Whether `cri.pinned_images` names this image (by tag, digest or id).
+    fn pinned(&self, rec: &ImageRecord) -> bool {
+        self.engine
+            .config
+            .cri
+            .pinned_images
+            .iter()
+            .any(|name| matches!(self.engine.images.resolve(name), Ok(Some(p)) if p.id == rec.id))
     }
 }
 
@@ -204,9 +214,24 @@ impl ImageService for Images {
             used_bytes: Some(cri::UInt64Value { value: bytes }),
             inodes_used: Some(cri::UInt64Value { value: inodes }),
         };
+        let (layer_bytes, layer_inodes) = self
+            .engine
+            .writable_layers_usage()
+            .await
+            .map_err(|e| super::engine_status("failed to measure the container layers", e))?;
+        // The same filesystem as the images (both under `root`), named as
+        // ContainerStats names the writable layers, so the kubelet sees one disk.
+        let layers = cri::FilesystemUsage {
+            timestamp,
+            fs_id: usage.fs_id.clone(),
+            used_bytes: Some(cri::UInt64Value { value: layer_bytes }),
+            inodes_used: Some(cri::UInt64Value {
+                value: layer_inodes,
+            }),
+        };
         Ok(Response::new(cri::ImageFsInfoResponse {
             image_filesystems: vec![usage],
-            container_filesystems: vec![],
+            container_filesystems: vec![layers],
         }))
     }
 }

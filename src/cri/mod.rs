@@ -2,7 +2,10 @@
 
 pub mod authority;
 pub mod convert;
+pub mod deadline;
+pub mod events;
 pub mod image;
+pub mod metrics;
 pub mod runtime;
 
 use std::sync::Arc;

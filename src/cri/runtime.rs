@@ -1,6 +1,5 @@
 //! CRI RuntimeService: thin translation onto the engine. Calls not built yet
-//! (stats, resource updates, log reopening, events, checkpoints)
-//! answer UNIMPLEMENTED rather than pretending to succeed.
+//! (checkpoints) answer UNIMPLEMENTED rather than pretending to succeed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -75,6 +74,14 @@ impl Runtime {
 }
 
 impl Runtime {
+    fn status_of(&self, c: &crate::engine::records::ContainerRecord) -> cri::ContainerStatus {
+        convert::container_status(
+            c,
+            self.engine.container_resources(c),
+            self.engine.container_identity(c),
+        )
+    }
+
     fn stats_of(
         &self,
         c: &crate::engine::records::ContainerRecord,
@@ -86,19 +93,25 @@ impl Runtime {
         Ok(convert::container_stats(c, usage.as_ref(), &mountpoint))
     }
 
-    fn pod_stats_of(
+    /// One sample of `pods` (cgroups, writable layers, netns counters).
+    async fn samples(
         &self,
-        p: &crate::engine::records::PodRecord,
-    ) -> Result<cri::PodSandboxStats, Status> {
-        let containers = self
-            .engine
-            .pod_containers(&p.id)
-            .map_err(|e| engine_status("failed to list pod containers", e))?;
-        let mut stats = Vec::new();
-        for c in &containers {
-            stats.push(self.stats_of(c)?);
-        }
-        Ok(convert::pod_stats(p, stats))
+        pods: Vec<crate::engine::records::PodRecord>,
+    ) -> Result<Vec<crate::engine::samples::PodSample>, Status> {
+        self.engine
+            .sample_pods(pods)
+            .await
+            .map_err(|e| engine_status("failed to read pod stats", e))
+    }
+
+    fn pod_stats_of(&self, s: &crate::engine::samples::PodSample) -> cri::PodSandboxStats {
+        let mountpoint = self.engine.config.root.display().to_string();
+        let containers = s
+            .containers
+            .iter()
+            .map(|(c, u)| convert::container_stats(c, u.as_ref(), &mountpoint))
+            .collect();
+        convert::pod_stats(s, containers)
     }
 }
 
@@ -194,9 +207,12 @@ impl RuntimeService for Runtime {
             let c = &self.engine.config;
             let v = serde_json::json!({
                 "root": c.root,
+                // critest looks for idmapped-mount support next to this.
+                "stateDir": c.root.join("containers"),
                 "state": c.state,
                 "defaultRuntimeHandler": c.runtime.default_handler,
                 "runtimeHandlers": c.runtime.handlers,
+                "runtimeHandlerFeatures": self.engine.handler_features,
                 "registries": c.registries.keys().collect::<Vec<_>>(),
             });
             info.insert("config".to_string(), v.to_string());
@@ -204,8 +220,15 @@ impl RuntimeService for Runtime {
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),
             info,
-            runtime_handlers: vec![],
-            features: None,
+            runtime_handlers: convert::runtime_handlers(
+                &self.engine.config.runtime.default_handler,
+                &self.engine.handler_features,
+            ),
+            // SupplementalGroupsPolicy Strict leaves out the image's groups
+            // (src/runtime/process.rs).
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: true,
+            }),
         }))
     }
 
@@ -282,11 +305,19 @@ impl RuntimeService for Runtime {
                 serde_json::json!({"record": pod}).to_string(),
             );
         }
+        // The evented PLEG reads the pod and its containers in one answer.
+        let containers_statuses = self
+            .engine
+            .pod_containers(&id)
+            .map_err(|e| engine_status("failed to list pod containers", e))?
+            .iter()
+            .map(|c| self.status_of(c))
+            .collect();
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(convert::pod_status(&pod)),
             info,
-            containers_statuses: vec![],
-            timestamp: 0,
+            containers_statuses,
+            timestamp: crate::engine::records::now_nanos(),
         }))
     }
 
@@ -343,12 +374,21 @@ impl RuntimeService for Runtime {
         req: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
         let req = req.into_inner();
-        let id = self.container_id(&req.container_id)?;
+        let id = match self.container_id(&req.container_id) {
+            Ok(id) => id,
+            // Stopping a container that is already gone succeeds: the kubelet
+            // relies on stop being idempotent (CRI, like StopPodSandbox).
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Ok(Response::new(cri::StopContainerResponse {}))
+            }
+            Err(s) => return Err(s),
+        };
         let timeout = std::time::Duration::from_secs(req.timeout.max(0) as u64);
-        self.engine
-            .stop_container(&id, timeout)
-            .await
-            .map_err(|e| engine_status(&format!("failed to stop container {id}"), e))?;
+        match self.engine.stop_container(&id, timeout).await {
+            // Removed while this call waited for the container's lock.
+            Ok(()) | Err(crate::engine::Error::NotFound(_)) => {}
+            Err(e) => return Err(engine_status(&format!("failed to stop container {id}"), e)),
+        }
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
@@ -408,7 +448,7 @@ impl RuntimeService for Runtime {
             );
         }
         Ok(Response::new(cri::ContainerStatusResponse {
-            status: Some(convert::container_status(&rec)),
+            status: Some(self.status_of(&rec)),
             info,
         }))
     }
@@ -528,8 +568,9 @@ impl RuntimeService for Runtime {
             .engine
             .pod(&id)
             .map_err(|e| engine_status("failed to read pod stats", e))?;
+        let samples = self.samples(vec![pod]).await?;
         Ok(Response::new(cri::PodSandboxStatsResponse {
-            stats: Some(self.pod_stats_of(&pod)?),
+            stats: samples.first().map(|s| self.pod_stats_of(s)),
         }))
     }
 
@@ -542,15 +583,21 @@ impl RuntimeService for Runtime {
             .engine
             .pods()
             .map_err(|e| engine_status("failed to list pod stats", e))?;
-        let mut stats = Vec::new();
-        for p in pods.iter().filter(|p| {
-            (f.id.is_empty() || p.id.starts_with(&f.id))
-                && f.label_selector
-                    .iter()
-                    .all(|(k, v)| p.config.labels.get(k) == Some(v))
-        }) {
-            stats.push(self.pod_stats_of(p)?);
-        }
+        let wanted = pods
+            .into_iter()
+            .filter(|p| {
+                (f.id.is_empty() || p.id.starts_with(&f.id))
+                    && f.label_selector
+                        .iter()
+                        .all(|(k, v)| p.config.labels.get(k) == Some(v))
+            })
+            .collect();
+        let stats = self
+            .samples(wanted)
+            .await?
+            .iter()
+            .map(|s| self.pod_stats_of(s))
+            .collect();
         Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
@@ -561,9 +608,9 @@ impl RuntimeService for Runtime {
         &self,
         _req: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "berth does not implement get_container_events yet",
-        ))
+        Ok(Response::new(Box::pin(super::events::stream(
+            self.engine.clone(),
+        ))))
     }
 
     async fn exec(
@@ -641,10 +688,51 @@ impl RuntimeService for Runtime {
         Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
+    async fn update_runtime_config(
+        &self,
+        req: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        self.engine
+            .set_pod_cidr(&cidr)
+            .map_err(|e| engine_status("failed to update the runtime config", e))?;
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: super::metrics::descriptors(),
+        }))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
+        let pods = self
+            .engine
+            .pods()
+            .map_err(|e| engine_status("failed to list pod sandboxes", e))?;
+        let pod_metrics = self
+            .samples(pods)
+            .await?
+            .iter()
+            .map(super::metrics::pod_metrics)
+            .collect();
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics,
+        }))
+    }
+
     unimplemented_rpcs! {
-        update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
     }
 }

@@ -70,6 +70,7 @@ impl Engine {
                 )));
             }
         }
+        let target_pid_ns = self.target_pid_namespace(pod_id, &config)?;
         let image = self.images.resolve(&image_name)?.ok_or_else(|| {
             Error::NotFound(format!("image {image_name:?} not found; pull it first"))
         })?;
@@ -129,7 +130,7 @@ impl Engine {
                 ipc_ns_path: pod.ipcns.as_deref(),
                 uts_ns_path: pod.utsns.as_deref(),
                 pid_ns_path: pid_ns.as_deref(),
-                target_pid_ns_path: None,
+                target_pid_ns_path: target_pid_ns.as_deref(),
                 cgroups_path: rec.cgroups_path.clone(),
                 cgroup_namespace: false,
                 hostname: &pod.config.hostname,
@@ -146,6 +147,34 @@ impl Engine {
                 apparmor_enabled: self.host.apparmor,
                 apparmor_default_profile: self.host.apparmor_default_profile.as_deref(),
             })?;
+            if spec
+                .linux()
+                .as_ref()
+                .is_some_and(|l| l.uid_mappings().is_some())
+            {
+                // In its user namespace the runtime cannot create mount
+                // points in the (host-root-owned) image: make them first.
+                let points: Vec<(String, bool)> = spec
+                    .mounts()
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.typ().as_deref() == Some("bind"))
+                    .map(|m| {
+                        let file = m.source().as_ref().is_some_and(|s| !s.is_dir());
+                        (m.destination().display().to_string(), file)
+                    })
+                    .collect();
+                let root = rootfs.clone();
+                blocking(move || {
+                    for (dest, file) in &points {
+                        crate::storage::make_mount_point(&root, dest, *file).map_err(|e| {
+                            Error::internal(format!("failed to make mount point {dest}: {e}"))
+                        })?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
             if let Some(p) = &log_path {
                 if let Some(d) = p.parent() {
                     std::fs::create_dir_all(d).map_err(|e| {
@@ -197,6 +226,50 @@ impl Engine {
         info!(container = %id, pod = %pod_id, name = %meta.name, "created container");
         self.emit_container("create", &rec, &[]);
         Ok(id)
+    }
+
+    /// For a container whose PID namespace mode is TARGET (`kubectl debug
+    /// --target`), the PID namespace of the running target container in the
+    /// same pod; None for every other mode.
+    fn target_pid_namespace(
+        &self,
+        pod_id: &str,
+        config: &ContainerConfig,
+    ) -> Result<Option<PathBuf>, Error> {
+        let Some(opts) = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+        else {
+            return Ok(None);
+        };
+        if opts.pid() != k8s_cri::v1::NamespaceMode::Target {
+            return Ok(None);
+        }
+        let target = opts.target_id.as_str();
+        if target.is_empty() {
+            return Err(Error::InvalidArgument(
+                "pid namespace mode TARGET needs a target container id".into(),
+            ));
+        }
+        let rec = self
+            .refreshed(target)?
+            .ok_or_else(|| Error::NotFound(format!("target container {target} not found")))?;
+        if rec.pod_id != pod_id {
+            return Err(Error::InvalidArgument(format!(
+                "target container {target} is in another pod sandbox ({})",
+                rec.pod_id
+            )));
+        }
+        match rec.pid {
+            Some(p) if rec.state == ContainerState::Running && p.alive() => {
+                Ok(Some(PathBuf::from(format!("/proc/{}/ns/pid", p.pid))))
+            }
+            _ => Err(Error::FailedPrecondition(format!(
+                "target container {target} is not running"
+            ))),
+        }
     }
 
     /// Starts a created container.

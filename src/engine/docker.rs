@@ -20,6 +20,8 @@ use crate::monitor::MonitorConfig;
 pub const OWNER_LABEL: &str = "io.berth.owner";
 /// Container annotation: the Docker name, without the leading `/`.
 pub const NAME_ANNOTATION: &str = "io.berth.docker.name";
+/// The event attribute naming a container event's pod sandbox.
+pub const POD_ATTRIBUTE: &str = "io.berth.pod";
 /// Container annotation: the Docker create request (JSON), as received.
 pub const CONFIG_ANNOTATION: &str = "io.berth.docker.config";
 /// Container annotation: the signal that stops it (`SIGQUIT`, `9`), over the image's.
@@ -47,7 +49,8 @@ impl Engine {
     ) {
         let mut ev = Event::new("container", action, &rec.id)
             .with("name", self.container_name(rec))
-            .with("image", &rec.image_name);
+            .with("image", &rec.image_name)
+            .with(POD_ATTRIBUTE, &rec.pod_id);
         for (k, v) in &rec.config.labels {
             ev = ev.with(k, v);
         }

@@ -9,10 +9,13 @@ pub mod container;
 pub mod docker;
 pub mod events;
 pub mod exec;
+pub mod features;
+pub mod inspect;
 pub mod oci;
 pub mod pod;
 pub mod records;
 pub mod rootfs;
+pub mod samples;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -158,6 +161,8 @@ pub struct Engine {
     /// What [`Engine::runtime_problem`] found last, to log each change once.
     runtime_problem_seen: std::sync::Mutex<Option<String>>,
     runtimes: BTreeMap<String, oci::OciRuntime>,
+    /// What each runtime handler can do (`Status.runtime_handlers`).
+    pub handler_features: BTreeMap<String, features::HandlerFeatures>,
     /// CNI plugin invocation, with its on-disk cache of attachments.
     pub cni: crate::network::Cni,
     /// The default CNI network, re-read as the config directory changes.
@@ -176,6 +181,9 @@ pub struct Engine {
     pub(crate) small_binary: Option<PathBuf>,
     /// The program monitors run as, and its argv[0] (see [`monitor_program`]).
     pub(crate) monitor_program: (PathBuf, &'static str),
+    /// The node's pod CIDR(s) from UpdateRuntimeConfig, comma-separated as
+    /// the kubelet sends them.
+    pod_cidr: std::sync::Mutex<Option<String>>,
     /// Ids of containers (and pods' infra) whose monitor this daemon started
     /// has just exited: the exit is recorded.
     pub monitor_exits: tokio::sync::broadcast::Sender<String>,
@@ -198,7 +206,7 @@ impl Engine {
             images.hold_snapshots(&id, c.snapshots);
         }
         let gc = images.gc().await?;
-        let runtimes = config
+        let runtimes: BTreeMap<String, oci::OciRuntime> = config
             .runtime
             .handlers
             .iter()
@@ -215,6 +223,7 @@ impl Engine {
                 (name.clone(), rt)
             })
             .collect();
+        let handler_features = detect_features(&runtimes).await;
         let cni = crate::network::Cni::new(
             config.cni.conf_dir.clone(),
             config.cni.bin_dirs.clone(),
@@ -239,12 +248,14 @@ impl Engine {
             removals: Default::default(),
             starting: Default::default(),
             runtimes,
+            handler_features,
             cni,
             network,
             locks: KeyedLocks::default(),
             cpu_samples: stats::CpuSamples::default(),
             events: events::Events::default(),
             monitor_exits: tokio::sync::broadcast::channel(256).0,
+            pod_cidr: std::sync::Mutex::new(None),
         };
         // Logs the problem, if there is one.
         engine.runtime_problem();
@@ -293,6 +304,32 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Records the node's pod CIDR (UpdateRuntimeConfig): each CIDR must
+    /// parse; pods made from now on hand the first to CNI as `ipRanges`.
+    pub fn set_pod_cidr(&self, cidr: &str) -> Result<(), Error> {
+        let cidr = cidr.trim();
+        for part in cidr.split(',').filter(|_| !cidr.is_empty()) {
+            if !valid_cidr(part.trim()) {
+                return Err(Error::InvalidArgument(format!("bad pod CIDR {part:?}")));
+            }
+        }
+        let mut cur = self.pod_cidr.lock().unwrap_or_else(|p| p.into_inner());
+        let new = (!cidr.is_empty()).then(|| cidr.to_string());
+        if *cur != new {
+            info!(pod_cidr = %cidr, "pod CIDR set by the kubelet");
+        }
+        *cur = new;
+        Ok(())
+    }
+
+    /// The first pod CIDR the kubelet gave, if any.
+    pub fn pod_cidr(&self) -> Option<String> {
+        let cur = self.pod_cidr.lock().unwrap_or_else(|p| p.into_inner());
+        cur.as_deref()
+            .and_then(|c| c.split(',').next())
+            .map(|c| c.trim().to_string())
+    }
+
     /// Why containers cannot run on this host, if they cannot. The layout is
     /// read afresh each time (a few small /proc files), so a host fixed while
     /// berthd runs (e.g. hugetlb mounted as v1) turns RuntimeReady without a
@@ -315,5 +352,54 @@ impl Engine {
             seen.clone_from(&now);
         }
         now
+    }
+}
+
+/// Asks every handler's runtime what it can do, all at once, off the async workers.
+async fn detect_features(
+    runtimes: &BTreeMap<String, oci::OciRuntime>,
+) -> BTreeMap<String, features::HandlerFeatures> {
+    let kernel = features::Kernel::detect();
+    let probes: Vec<_> = runtimes
+        .iter()
+        .map(|(name, rt)| {
+            let (name, binary) = (name.clone(), rt.binary.clone());
+            tokio::task::spawn_blocking(move || (name, features::detect(&binary, kernel)))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for p in probes {
+        if let Ok((name, f)) = p.await {
+            info!(handler = %name, features = ?f, "runtime handler features");
+            out.insert(name, f);
+        }
+    }
+    out
+}
+
+/// `10.244.1.0/24`, `fd00::/64`.
+fn valid_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len <= 32,
+        Ok(std::net::IpAddr::V6(_)) => len <= 128,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    #[test]
+    fn cidrs() {
+        assert!(super::valid_cidr("10.244.1.0/24"));
+        assert!(super::valid_cidr("fd00::/64"));
+        assert!(!super::valid_cidr("10.244.1.0/33"));
+        assert!(!super::valid_cidr("10.244.1.0"));
+        assert!(!super::valid_cidr("nonsense/8"));
     }
 }

@@ -57,6 +57,16 @@ impl Engine {
             handler.to_string()
         };
         let oci = self.oci(&handler)?.clone();
+        if crate::runtime::userns::pod_user_namespace(&config)?.is_some()
+            && !self
+                .handler_features
+                .get(&handler)
+                .is_some_and(|f| f.user_namespaces)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "runtime handler {handler:?} cannot run pods in a user namespace (it needs user namespaces and idmapped mounts)"
+            )));
+        }
         let id = new_id();
         let dir = self.config.state.join("pods").join(&id);
         let m = modes(&config);
@@ -414,7 +424,13 @@ impl Engine {
                 })?,
             },
         };
-        let att = crate::network::Attachment::for_pod(id, netns, config).map_err(cni_err)?;
+        let mut att = crate::network::Attachment::for_pod(id, netns, config).map_err(cni_err)?;
+        if let Some(cidr) = self.pod_cidr() {
+            // host-local's `ipRanges` capability: the node's pod CIDR from the
+            // kubelet (UpdateRuntimeConfig), only for plugins that declare it.
+            att.capabilities
+                .insert("ipRanges".into(), serde_json::json!([[{ "subnet": cidr }]]));
+        }
         let started = std::time::Instant::now();
         let res = self.cni.add(&net, &att).await;
         crate::metrics::global().observe_cni("add", res.is_ok(), started.elapsed());

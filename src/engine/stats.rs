@@ -65,6 +65,24 @@ impl Engine {
         }))
     }
 
+    /// Bytes and inodes of every container's writable layer (under
+    /// `<root>/containers`), for `ImageFsInfo.container_filesystems`.
+    pub async fn writable_layers_usage(&self) -> Result<(u64, u64), Error> {
+        let uppers: Vec<_> = self
+            .store
+            .list::<ContainerRecord>(super::CONTAINERS)?
+            .into_iter()
+            .map(|(_, c)| c.layer_dir.join("upper"))
+            .collect();
+        super::container::blocking(move || {
+            Ok(uppers
+                .iter()
+                .map(|u| dir_usage(u))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)))
+        })
+        .await
+    }
+
     /// Pods and containers by state, live monitors and per-container usage, for `/metrics`.
     pub fn metrics_snapshot(&self) -> crate::metrics::RuntimeSnapshot {
         use super::records::PodState;
@@ -132,9 +150,17 @@ impl Engine {
         let path = rec.dir.join("resources-update.json");
         std::fs::write(&path, json.to_string())
             .map_err(|e| Error::internal(format!("failed to write {}: {e}", path.display())))?;
-        let res = self.oci(&rec.runtime_handler)?.update(id, &path).await;
+        let done = self.oci(&rec.runtime_handler)?.update(id, &path).await;
         let _ = std::fs::remove_file(&path);
-        res
+        done?;
+        // What ContainerStatus reports from now on (read back from the cgroup
+        // where it can be).
+        let mut rec = self.container(id)?;
+        rec.config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(res.clone());
+        self.put_container(&rec)
     }
 
     /// Asks the container's monitor to reopen its log file (after rotation).

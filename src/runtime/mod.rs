@@ -23,6 +23,7 @@ pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod user;
+pub mod userns;
 
 pub use devices::{DeviceKind, HostDevFs, HostDevice, HostDevices};
 pub use error::{SpecError, SpecErrorKind};

@@ -58,11 +58,7 @@ pub(crate) fn build_namespaces(
 ) -> Result<NamespacePlan, SpecError> {
     let default = NamespaceOption::default();
     let opts = opts.unwrap_or(&default);
-    if let Some(userns) = &opts.userns_options {
-        if userns.mode() != NamespaceMode::Node {
-            return Err(invalid("user namespaces are not supported"));
-        }
-    }
+    // The user namespace is the pod's (see `userns`), whatever a container says.
 
     let mut namespaces = Vec::with_capacity(6);
     match opts.pid() {
@@ -119,7 +115,6 @@ pub(crate) fn build_namespaces(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_cri::v1::UserNamespace;
 
     fn opts(network: NamespaceMode, pid: NamespaceMode, ipc: NamespaceMode) -> NamespaceOption {
         NamespaceOption {
@@ -208,26 +203,6 @@ mod tests {
         assert_eq!(summary(&plan)[0], entry("pid", Some("/proc/42/ns/pid")));
         let bad = opts(Target, Pod, Pod);
         assert!(build_namespaces(Some(&bad), &paths, false).is_err());
-    }
-
-    #[test]
-    fn user_namespaces_are_refused() {
-        let mut o = opts(
-            NamespaceMode::Pod,
-            NamespaceMode::Container,
-            NamespaceMode::Pod,
-        );
-        o.userns_options = Some(UserNamespace {
-            mode: NamespaceMode::Node as i32,
-            ..Default::default()
-        });
-        assert!(build_namespaces(Some(&o), &paths(), false).is_ok());
-        o.userns_options = Some(UserNamespace::default());
-        let err = build_namespaces(Some(&o), &paths(), false).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid namespace options: user namespaces are not supported"
-        );
     }
 
     #[test]

@@ -110,10 +110,18 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
         pid: inputs.pid_ns_path,
         target_pid: inputs.target_pid_ns_path,
     };
-    let ns = build_namespaces(ns_opts, &ns_paths, inputs.cgroup_namespace)?;
+    let mut ns = build_namespaces(ns_opts, &ns_paths, inputs.cgroup_namespace)?;
+    let userns = super::userns::pod_user_namespace(inputs.sandbox)?;
+    if userns.is_some() {
+        ns.namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::User)
+                .build()?,
+        );
+    }
 
     let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
-    let mounts = build_mounts(
+    let mut mounts = build_mounts(
         &container.mounts,
         &inputs.sandbox_files,
         MountOptions {
@@ -122,6 +130,21 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
             readonly_rootfs,
         },
     )?;
+    if userns.is_some() {
+        // Volumes are idmapped to the pod's ids (crun's `idmap` takes the
+        // container's mappings): what root writes is owned by host root.
+        for m in mounts.mounts.iter_mut() {
+            let is_volume = container
+                .mounts
+                .iter()
+                .any(|c| Path::new(&c.container_path) == m.destination().as_path());
+            if is_volume && m.typ().as_deref() == Some("bind") {
+                let mut o = m.options().clone().unwrap_or_default();
+                o.push("idmap".into());
+                m.set_options(Some(o));
+            }
+        }
+    }
     let devices = build_devices(&container.devices, inputs.host_devices, privileged)?;
     let res_cfg = linux_cfg.and_then(|l| l.resources.as_ref());
     let resources = build_resources(res_cfg, inputs.swap_limit_supported, devices.rules)?;
@@ -191,8 +214,8 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
         .set_masked_paths(masked_paths)
         .set_readonly_paths(readonly_paths)
         .set_sysctl((!sysctls.is_empty()).then_some(sysctls))
-        .set_uid_mappings(None)
-        .set_gid_mappings(None);
+        .set_uid_mappings(userns.as_ref().map(|u| vec![u.uid]))
+        .set_gid_mappings(userns.as_ref().map(|u| vec![u.gid]));
 
     let mut spec = SpecBuilder::default()
         .version(OCI_VERSION)
@@ -208,7 +231,9 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
         .linux(linux)
         .build()?;
     // A hostname can only be set in a UTS namespace of the container's own.
-    spec.set_hostname(ns.has_uts.then(|| inputs.hostname.to_string()));
+    // In a user namespace the pod's UTS namespace (owned by the host's) cannot
+    // be renamed; `ns-pin` named it already.
+    spec.set_hostname((ns.has_uts && userns.is_none()).then(|| inputs.hostname.to_string()));
     spec.set_domainname(None).set_hooks(None);
     tracing::debug!(container_id = inputs.container_id, "built runtime spec");
     Ok(spec)

@@ -30,6 +30,37 @@ pub use compression::{decompressor, Compression};
 pub use snapshot::{SnapshotInfo, SnapshotStore, Usage};
 pub use unpack::{unpack_layer, UnpackError};
 
+/// Makes the mount point `dest` (an absolute path inside the container)
+/// under `rootfs` as the host's root: a directory, or an empty file when
+/// `file`. Symlinks on the way are followed inside `rootfs` only. For
+/// user-namespaced containers, whose runtime cannot create them in an image
+/// owned by the host's root. Blocking.
+pub fn make_mount_point(rootfs: &std::path::Path, dest: &str, file: bool) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let parts = resolve::split_entry_path(dest.trim_start_matches('/').as_bytes())
+        .map_err(|_| io::Error::other(format!("bad mount point {dest:?}")))?;
+    let (dirs, leaf) = match (file, parts.split_last()) {
+        (true, Some((leaf, dirs))) => (dirs, Some(*leaf)),
+        _ => (parts.as_slice(), None),
+    };
+    let parent = resolve::resolve_dir(rootfs, dirs, true)
+        .map_err(|e| io::Error::other(format!("mount point {dest:?}: {e:?}")))?;
+    if let Some(leaf) = leaf {
+        if leaf.as_bytes() == b".." {
+            return Err(io::Error::other(format!("bad mount point {dest:?}")));
+        }
+        let path = parent.join(leaf);
+        // An existing entry (even a symlink) is left to the runtime.
+        if std::fs::symlink_metadata(&path).is_err() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Broad classes of [`StorageError`], for mapping to wire status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -90,5 +121,25 @@ impl StorageError {
     fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| StorageError::Io { op, path, source }
+    }
+}
+
+#[cfg(test)]
+mod mount_point_tests {
+    #[test]
+    fn mount_points_stay_inside_the_rootfs() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("evil")).unwrap();
+        super::make_mount_point(root.path(), "/evil/vol", false).unwrap();
+        super::make_mount_point(root.path(), "/etc/hosts", true).unwrap();
+        assert!(
+            std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+            "nothing made outside the rootfs"
+        );
+        let inside = root.path().join(outside.path().strip_prefix("/").unwrap());
+        assert!(inside.join("vol").is_dir(), "the link was followed inside");
+        assert!(root.path().join("etc/hosts").is_file());
+        assert!(super::make_mount_point(root.path(), "/a/..", true).is_err());
     }
 }
