@@ -6,6 +6,7 @@
 
 mod events;
 mod features;
+mod image_volume;
 mod metrics;
 mod statuses;
 mod target;
