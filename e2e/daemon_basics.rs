@@ -70,7 +70,7 @@ async fn status_reports_runtime_and_network_conditions() {
 }
 
 #[tokio::test]
-async fn unsupported_runtime_rpcs_are_unimplemented() {
+async fn checkpoint_of_an_unknown_container_is_not_found() {
     let d = Berthd::start("").await;
     let mut rt = d.runtime_client().await;
     let err = rt
@@ -81,7 +81,8 @@ async fn unsupported_runtime_rpcs_are_unimplemented() {
         })
         .await
         .expect_err("CheckpointContainer");
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(!std::path::Path::new("/tmp/nope.tar").exists());
 }
 
 #[tokio::test]

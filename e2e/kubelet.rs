@@ -4,8 +4,10 @@
 //! status fields the evented PLEG and in-place resize read, pinned images,
 //! UpdateRuntimeConfig, user-namespaced pods, CRI metrics.
 
+mod checkpoint;
 mod events;
 mod features;
+mod image_volume;
 mod metrics;
 mod statuses;
 mod target;

@@ -1,7 +1,6 @@
-//! CRI RuntimeService: thin translation onto the engine. Calls not built yet
-//! (checkpoints) answer UNIMPLEMENTED rather than pretending to succeed.
+//! CRI RuntimeService: thin translation onto the engine; errors map to
+//! precise gRPC codes, never a fake success.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -130,31 +129,6 @@ fn unique<'a>(id: &str, ids: impl Iterator<Item = &'a str>, what: &str) -> Resul
             ))),
         },
     }
-}
-
-/// Methods that answer UNIMPLEMENTED. They are written in the form
-/// `#[async_trait]` expands to, because the attribute cannot see into a macro.
-macro_rules! unimplemented_rpcs {
-    ($($name:ident($req:ident) -> $resp:ident;)*) => {
-        $(
-            fn $name<'life0, 'async_trait>(
-                &'life0 self,
-                _req: Request<cri::$req>,
-            ) -> Pin<Box<dyn Future<Output = Result<Response<cri::$resp>, Status>> + Send + 'async_trait>>
-            where
-                'life0: 'async_trait,
-                Self: 'async_trait,
-            {
-                Box::pin(async {
-                    Err(Status::unimplemented(concat!(
-                        "berth does not implement ",
-                        stringify!($name),
-                        " yet"
-                    )))
-                })
-            }
-        )*
-    };
 }
 
 #[tonic::async_trait]
@@ -732,7 +706,16 @@ impl RuntimeService for Runtime {
         }))
     }
 
-    unimplemented_rpcs! {
-        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
+    async fn checkpoint_container(
+        &self,
+        req: Request<cri::CheckpointContainerRequest>,
+    ) -> Result<Response<cri::CheckpointContainerResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.container_id(&req.container_id)?;
+        self.engine
+            .checkpoint_container(&id, &req.location)
+            .await
+            .map_err(|e| engine_status(&format!("failed to checkpoint container {id}"), e))?;
+        Ok(Response::new(cri::CheckpointContainerResponse {}))
     }
 }

@@ -75,6 +75,51 @@ impl Engine {
             Error::NotFound(format!("image {image_name:?} not found; pull it first"))
         })?;
         let image_config = self.images.config(&image).await?;
+        // Image volumes (`Mount.image`): each image, pulled by the kubelet
+        // first, mounted read-only and bound in like a host path.
+        let mut spec_config = config.clone();
+        let mut volumes: Vec<(usize, Vec<PathBuf>)> = Vec::new();
+        let mut volume_snapshots = Vec::new();
+        for (i, m) in spec_config.mounts.iter_mut().enumerate() {
+            let Some(name) = m
+                .image
+                .as_ref()
+                .map(|s| s.image.clone())
+                .filter(|s| !s.is_empty())
+            else {
+                continue;
+            };
+            if !m.host_path.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "mount {} has both a host path and an image",
+                    m.container_path
+                )));
+            }
+            let img = self.images.resolve(&name)?.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "image {name:?} of an image volume not found; pull it first"
+                ))
+            })?;
+            let keys = img.snapshot_keys();
+            volumes.push((
+                i,
+                keys.iter()
+                    .map(|k| self.images.snapshots().fs_path(k))
+                    .collect(),
+            ));
+            volume_snapshots.extend(keys);
+            m.host_path = self
+                .config
+                .state
+                .join("containers")
+                .join(&id)
+                .join("image-volumes")
+                .join(i.to_string())
+                .display()
+                .to_string();
+            m.image = None;
+            m.readonly = true;
+        }
 
         let log_path = match (&pod.config.log_directory, &config.log_path) {
             (d, p) if !d.is_empty() && !p.is_empty() => Some(PathBuf::from(d).join(p)),
@@ -89,6 +134,7 @@ impl Engine {
             image_id: image.id.to_string(),
             image_name,
             snapshots: image.snapshot_keys(),
+            volume_snapshots,
             runtime_handler: handler,
             state: ContainerState::Created,
             created_at: now_nanos(),
@@ -105,7 +151,7 @@ impl Engine {
             cgroups_path: self.cgroups_path(&pod.cgroup_parent, &id),
             paused: false,
         };
-        self.images.hold_snapshots(&id, rec.snapshots.clone());
+        self.images.hold_snapshots(&id, rec.held_snapshots());
         let lowers: Vec<PathBuf> = rec
             .snapshots
             .iter()
@@ -116,13 +162,17 @@ impl Engine {
             let (upper, work) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
             let (r, u, w, l) = (rootfs.clone(), upper, work, lowers);
             blocking(move || rootfs::mount_overlay(&l, &u, &w, &r)).await?;
+            for (i, lowers) in &volumes {
+                let (target, lowers) = (rec.image_volume(*i), lowers.clone());
+                blocking(move || rootfs::mount_read_only(&lowers, &target)).await?;
+            }
             let pid_ns = pod
                 .infra
                 .map(|p| PathBuf::from(format!("/proc/{}/ns/pid", p.pid)));
             let spec = build_spec(&SpecInputs {
                 container_id: &id,
                 sandbox_id: pod_id,
-                container: &config,
+                container: &spec_config,
                 sandbox: &pod.config,
                 image_config: &image_config,
                 rootfs: &rootfs,
@@ -383,7 +433,9 @@ impl Engine {
         }
         // The image went while the container used it: its layers can go
         // once the rootfs is unmounted, so that path stays in the request.
-        let image_gone = self.images.resolve(&rec.image_id)?.is_none();
+        // (or an image volume's image: volumes keep no image of their own)
+        let image_gone =
+            self.images.resolve(&rec.image_id)?.is_none() || !rec.volume_snapshots.is_empty();
         if wait || image_gone {
             oci.delete(id).await?;
             discard_container_files(&rec).await;
@@ -471,6 +523,9 @@ impl Engine {
             info!(container = %id, "removing the files of a removed container");
             let (dir, layer) = (state_dir.join(&id), root_dir.join(&id));
             let res = blocking(move || {
+                for v in child_names(&dir.join("image-volumes")) {
+                    rootfs::unmount(&dir.join("image-volumes").join(v))?;
+                }
                 rootfs::unmount(&dir.join("rootfs"))?;
                 rootfs::remove_dir(&dir)?;
                 rootfs::remove_dir(&layer)
@@ -742,7 +797,13 @@ impl Engine {
 /// Unmounts a container's rootfs and removes its directories.
 async fn discard_container_files(rec: &ContainerRecord) {
     let (rootfs, dir, layer) = (rec.rootfs(), rec.dir.clone(), rec.layer_dir.clone());
+    let volumes: Vec<PathBuf> = (0..rec.config.mounts.len())
+        .map(|i| rec.image_volume(i))
+        .collect();
     let res = blocking(move || {
+        for v in volumes.iter().filter(|v| v.exists()) {
+            rootfs::unmount(v)?;
+        }
         rootfs::unmount(&rootfs)?;
         rootfs::remove_dir(&dir)?;
         rootfs::remove_dir(&layer)

@@ -39,6 +39,8 @@ pub struct HandlerFeatures {
     pub runtime_user_namespaces: bool,
     /// The runtime idmaps mounts (`idmap` option / mount uid mappings).
     pub runtime_idmap_mounts: bool,
+    /// The runtime checkpoints with CRIU (runc's features annotation).
+    pub checkpoint: bool,
     /// `features`, `version` or `unknown`: how the runtime was read.
     pub source: String,
     /// The runtime's `--version` first line.
@@ -91,6 +93,7 @@ struct RuntimeAbilities {
     rro: bool,
     user_namespaces: bool,
     idmap: bool,
+    checkpoint: bool,
 }
 
 /// Reads `features` output (OCI runtime features document).
@@ -105,6 +108,8 @@ fn parse_features(json: &[u8]) -> Option<RuntimeAbilities> {
         rro: has(&v["mountOptions"], "rro"),
         user_namespaces: has(&linux["namespaces"], "user"),
         idmap: linux["mountExtensions"]["idmap"]["enabled"].as_bool() == Some(true),
+        checkpoint: v["annotations"]["org.opencontainers.runc.checkpoint.enabled"].as_str()
+            == Some("true"),
     })
 }
 
@@ -125,10 +130,12 @@ fn known_by_version(name: &str, version: (u32, u32)) -> RuntimeAbilities {
         // Checked here with Debian's crun 1.8.1: an `rro` bind mount is
         // read-only in its submounts too; user namespaces with uid/gid
         // mappings and `idmap` bind mounts with mount mappings work.
+        // Debian builds crun without CRIU: no checkpoints.
         "crun" if version >= (1, 8) => RuntimeAbilities {
             rro: true,
             user_namespaces: true,
             idmap: true,
+            checkpoint: false,
         },
         _ => RuntimeAbilities::default(),
     }
@@ -196,6 +203,7 @@ fn combine(a: RuntimeAbilities, kernel: Kernel, source: &str, version: &str) -> 
             && kernel.mount_setattr(),
         runtime_user_namespaces: a.user_namespaces,
         runtime_idmap_mounts: a.idmap,
+        checkpoint: a.checkpoint,
         source: source.to_string(),
         version: version.to_string(),
     }
@@ -206,7 +214,8 @@ mod tests {
     use super::*;
 
     const RUNC_115: &str = r#"{"ociVersionMin":"1.0.0","mountOptions":["bind","ro","rro","rw"],
-        "linux":{"namespaces":["cgroup","ipc","mount","network","pid","user","uts"]}}"#;
+        "linux":{"namespaces":["cgroup","ipc","mount","network","pid","user","uts"]},
+        "annotations":{"org.opencontainers.runc.checkpoint.enabled":"true"}}"#;
     const RUNC_12: &str = r#"{"mountOptions":["rro"],"linux":{"namespaces":["user"],
         "mountExtensions":{"idmap":{"enabled":true}}}}"#;
     const NEW_KERNEL: Kernel = Kernel {
@@ -222,6 +231,7 @@ mod tests {
                 rro: true,
                 user_namespaces: true,
                 idmap: false,
+                checkpoint: true,
             })
         );
         assert_eq!(
@@ -230,6 +240,7 @@ mod tests {
                 rro: true,
                 user_namespaces: true,
                 idmap: true,
+                checkpoint: false,
             })
         );
         assert_eq!(parse_features(b"{}"), Some(RuntimeAbilities::default()));
@@ -267,6 +278,7 @@ mod tests {
         let f = combine(a, NEW_KERNEL, "features", "runc version 1.1.5");
         assert!(f.recursive_read_only_mounts);
         assert!(f.runtime_user_namespaces && !f.runtime_idmap_mounts);
+        assert!(f.checkpoint, "runc's annotation");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! with what is really running, collect unreferenced content; only then are
 //! the sockets opened.
 
+pub mod checkpoint;
 pub mod container;
 pub mod docker;
 pub mod events;
@@ -203,7 +204,7 @@ impl Engine {
         let images = ImageService::open(config.clone(), store.clone())?;
         // Containers keep their rootfs layers even if their image was removed.
         for (id, c) in store.list::<records::ContainerRecord>(CONTAINERS)? {
-            images.hold_snapshots(&id, c.snapshots);
+            images.hold_snapshots(&id, c.held_snapshots());
         }
         let gc = images.gc().await?;
         let runtimes: BTreeMap<String, oci::OciRuntime> = config

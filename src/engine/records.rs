@@ -104,6 +104,9 @@ pub struct ContainerRecord {
     /// The snapshots stacked under the rootfs (kept while the container exists).
     #[serde(default)]
     pub snapshots: Vec<String>,
+    /// Snapshots of the images mounted as image volumes (held as long).
+    #[serde(default)]
+    pub volume_snapshots: Vec<String>,
     pub runtime_handler: String,
     pub state: ContainerState,
     pub created_at: i64,
@@ -132,6 +135,16 @@ impl ContainerRecord {
     }
     pub fn exit_file(&self) -> PathBuf {
         self.dir.join("exit.json")
+    }
+    /// Where image volume `i` is mounted.
+    pub fn image_volume(&self, i: usize) -> PathBuf {
+        self.dir.join("image-volumes").join(i.to_string())
+    }
+    /// Every snapshot the container holds (rootfs and image volumes).
+    pub fn held_snapshots(&self) -> Vec<String> {
+        let mut all = self.snapshots.clone();
+        all.extend(self.volume_snapshots.iter().cloned());
+        all
     }
 }
 

@@ -51,6 +51,59 @@ pub fn mount_overlay(
     })
 }
 
+/// Mounts an image's `lowers` (bottom first) read-only at `target`, for an
+/// image volume: one layer is bound, several are stacked without an upper.
+pub fn mount_read_only(lowers: &[PathBuf], target: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| Error::internal(format!("failed to create {}: {e}", target.display())))?;
+    let failed = |e: nix::Error| {
+        Error::internal(format!(
+            "failed to mount the image volume at {}: {e}",
+            target.display()
+        ))
+    };
+    match lowers {
+        [] => Err(Error::FailedPrecondition(
+            "the image of an image volume has no layers".into(),
+        )),
+        [one] => {
+            mount(
+                Some(one),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(failed)?;
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(None::<&str>, target, None::<&str>, ro, None::<&str>).map_err(failed)
+        }
+        _ => {
+            let lower = lowers
+                .iter()
+                .rev()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":");
+            let opts = format!("lowerdir={lower}");
+            if opts.len() >= 4096 {
+                return Err(Error::FailedPrecondition(format!(
+                    "image has too many layers for one overlay mount ({} lower dirs)",
+                    lowers.len()
+                )));
+            }
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::MS_RDONLY,
+                Some(opts.as_str()),
+            )
+            .map_err(failed)
+        }
+    }
+}
+
 /// Unmounts a rootfs; not mounted is fine.
 pub fn unmount(target: &Path) -> Result<(), Error> {
     match umount2(target, MntFlags::MNT_DETACH) {
