@@ -45,6 +45,9 @@ pub async fn run(config: Config) -> Result<()> {
     let (streaming, streaming_task) = start_streaming(&config, &engine, &stop_rx).await?;
     let server = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::new())
+        .layer(crate::panics::CatchPanicLayer::new(
+            crate::panics::grpc_response,
+        ))
         .add_routes(crate::cri::router(engine.clone(), Some(streaming)))
         .serve_with_incoming_shutdown(crate::cri::authority::incoming(cri_listener), {
             let mut rx = stop_rx.clone();
