@@ -115,9 +115,7 @@ pub fn read_archive<R: Read>(input: R, scratch: &Path) -> Result<Archive, Archiv
     let mut tar = tar::Archive::new(input);
     let mut files = BTreeMap::new();
     let mut links = BTreeMap::new();
-    let entries = tar
-        .entries()
-        .map_err(unreadable)?;
+    let entries = tar.entries().map_err(unreadable)?;
     for (n, entry) in entries.enumerate() {
         let mut entry = entry.map_err(unreadable)?;
         let raw = entry

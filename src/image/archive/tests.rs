@@ -362,7 +362,12 @@ fn bodies_that_are_not_tars_are_invalid() {
         x ^= x << 17;
         *b = x as u8;
     }
-    let whole = raw_entry("manifest.json", tar::EntryType::Regular, None, &[b'x'; 2000]);
+    let whole = raw_entry(
+        "manifest.json",
+        tar::EntryType::Regular,
+        None,
+        &[b'x'; 2000],
+    );
     let cut = &whole[..700];
     for (what, body) in [
         ("text", &b"this is not a tar archive, just some text that is long enough to fill a header block or two. "
