@@ -20,6 +20,11 @@ pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// A running `berthd` with its own root, state and sockets; killed on drop.
+///
+/// Dropping it fails the test if the daemon's log shows a panic (the panic
+/// hook's `panicked at …` line, or Rust's default one): every panic that a
+/// request, stream or container can reach is a bug, even one the catch-panic
+/// layer answered.
 pub struct Berthd {
     config: PathBuf,
     log: PathBuf,
@@ -252,6 +257,21 @@ impl Berthd {
         match self.child.as_mut() {
             Some(c) => c.try_wait().is_none(),
             None => false,
+        }
+    }
+}
+
+/// What a panic leaves in a berthd log.
+pub const PANIC_MARK: &str = "panicked at ";
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        if let Some(line) = log.lines().find(|l| l.contains(PANIC_MARK)) {
+            panic!("berthd panicked during the test: {line}\nlog:\n{log}");
         }
     }
 }
