@@ -145,6 +145,7 @@ impl Engine {
                 let r = rootfs.clone();
                 blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
             }
+            crate::metrics::global().monitor_event("restart");
             let (pid, monitor) = self.spawn_monitor(&cfg).await?;
             let rec = ContainerRecord {
                 state: ContainerState::Created,

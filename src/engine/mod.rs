@@ -143,6 +143,10 @@ pub struct Engine {
     /// Ids of containers (and pods' infra) whose monitor this daemon started
     /// has just exited: the exit is recorded.
     pub monitor_exits: tokio::sync::broadcast::Sender<String>,
+    /// Monitors this daemon started, by container id: still watched (None)
+    /// or how one ended that recorded no exit (killed, panicked) — the
+    /// reason its container is then reported with.
+    monitor_fates: container::MonitorFates,
 }
 
 impl Engine {
@@ -199,6 +203,7 @@ impl Engine {
             cpu_samples: stats::CpuSamples::default(),
             events: events::Events::default(),
             monitor_exits: tokio::sync::broadcast::channel(256).0,
+            monitor_fates: Default::default(),
         };
         if let Some(p) = engine.runtime_problem() {
             warn!("containers cannot run on this host: {p}");
