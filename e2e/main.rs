@@ -5,6 +5,7 @@
 
 mod daemon_basics;
 mod docker;
+mod fuzz;
 mod harness;
 mod images;
 mod network;

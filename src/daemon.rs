@@ -48,6 +48,9 @@ pub async fn run(config: Config) -> Result<()> {
         .layer(crate::panics::CatchPanicLayer::new(
             crate::panics::grpc_response,
         ))
+        .layer(tower::util::MapResponseLayer::new(
+            crate::cri::decode_errors_are_invalid_argument::<tonic::body::Body>,
+        ))
         .add_routes(crate::cri::router(engine.clone(), Some(streaming)))
         .serve_with_incoming_shutdown(crate::cri::authority::incoming(cri_listener), {
             let mut rx = stop_rx.clone();

@@ -212,6 +212,11 @@ impl Berthd {
         Ok(RuntimeServiceClient::new(self.channel().await?))
     }
 
+    /// A channel to the CRI socket (for clients of any service).
+    pub async fn cri_channel(&self) -> Channel {
+        self.channel().await.expect("connect to CRI socket")
+    }
+
     /// A CRI ImageService client over the unix socket.
     pub async fn image_client(&self) -> ImageServiceClient<Channel> {
         ImageServiceClient::new(self.channel().await.expect("connect to CRI socket"))

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cri;
 pub mod daemon;
 pub mod docker;
+pub mod fuzz;
 pub mod host;
 pub mod images;
 pub mod layers;

@@ -101,8 +101,17 @@ impl Engine {
                     })?;
                 }
                 let pinned = sandbox::pin(&ns, want, hostname.as_deref()).map_err(sandbox_err)?;
-                let files = sandbox::write_pod_files(&files, &c, host_net).map_err(sandbox_err)?;
-                Ok((pinned, files))
+                // The record learns of the pins only when this returns: a
+                // failure here undoes them itself.
+                match sandbox::write_pod_files(&files, &c, host_net) {
+                    Ok(files) => Ok((pinned, files)),
+                    Err(e) => {
+                        if let Err(u) = sandbox::unpin(&pinned) {
+                            warn!(error = %u, "failed to undo the namespace pins of a failed pod");
+                        }
+                        Err(sandbox_err(e))
+                    }
+                }
             })
             .await?;
             rec.netns = pinned.net;
@@ -406,5 +415,10 @@ fn cni_err(e: crate::network::CniError) -> Error {
 }
 
 fn sandbox_err(e: sandbox::SandboxError) -> Error {
-    Error::internal(format!("pod sandbox: {e}"))
+    use sandbox::SandboxErrorKind as K;
+    match e.kind() {
+        K::InvalidArgument => Error::InvalidArgument(format!("pod sandbox: {e}")),
+        K::FailedPrecondition => Error::FailedPrecondition(format!("pod sandbox: {e}")),
+        K::Internal => Error::internal(format!("pod sandbox: {e}")),
+    }
 }
