@@ -51,6 +51,21 @@ impl Engine {
                     "pod sandbox config must have metadata with a name and a namespace".into(),
                 )
             })?;
+        for (what, v) in [
+            ("name", &meta.name),
+            ("namespace", &meta.namespace),
+            ("uid", &meta.uid),
+        ] {
+            // CNI_ARGS is `K=V;K=V`, passed in the environment.
+            if v.chars().any(|c| c.is_control() || c == ';') {
+                return Err(Error::InvalidArgument(format!(
+                    "pod sandbox metadata {what} {v:?} has control characters or ';'"
+                )));
+            }
+        }
+        if let Some(parent) = config.linux.as_ref().map(|l| l.cgroup_parent.as_str()) {
+            check_cgroup_parent(parent)?;
+        }
         let handler = if handler.is_empty() {
             self.config.runtime.default_handler.clone()
         } else {
@@ -397,6 +412,29 @@ impl Engine {
     }
 }
 
+/// A cgroup parent is a path (or a systemd slice name) of names a cgroup
+/// file system accepts: no `..`, no NUL, each name at most 255 bytes.
+fn check_cgroup_parent(parent: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "invalid cgroup parent {:?}: {why}",
+            crate::cri::bounded(parent.to_string())
+        )))
+    };
+    if parent.contains('\0') {
+        return bad("it contains NUL");
+    }
+    for part in parent.split('/') {
+        if part == ".." {
+            return bad("it leaves the cgroup tree (..)");
+        }
+        if part.len() > 255 {
+            return bad("a name is longer than 255 bytes");
+        }
+    }
+    Ok(())
+}
+
 fn pinned_of(rec: &PodRecord) -> sandbox::PinnedNamespaces {
     sandbox::PinnedNamespaces {
         net: rec.netns.clone(),
@@ -420,5 +458,21 @@ fn sandbox_err(e: sandbox::SandboxError) -> Error {
         K::InvalidArgument => Error::InvalidArgument(format!("pod sandbox: {e}")),
         K::FailedPrecondition => Error::FailedPrecondition(format!("pod sandbox: {e}")),
         K::Internal => Error::internal(format!("pod sandbox: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_parents_stay_in_the_tree() {
+        assert!(check_cgroup_parent("").is_ok());
+        assert!(check_cgroup_parent("/kubepods/burstable/pod-1").is_ok());
+        assert!(check_cgroup_parent("kubepods-burstable.slice").is_ok());
+        for bad in ["../../x", "/a/../b", "a\0b", &"x".repeat(300)] {
+            let e = check_cgroup_parent(bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad:?}: {e}");
+        }
     }
 }
