@@ -166,6 +166,11 @@ impl Berthd {
         self.child.as_ref().expect("berthd running").pid()
     }
 
+    /// The daemon's pid, if it is running.
+    pub fn pid_if_running(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
     /// Everything the daemon wrote to stdout and stderr, across restarts.
     pub fn log(&self) -> String {
         read_text(&self.log)

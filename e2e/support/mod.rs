@@ -16,6 +16,7 @@ pub mod layers;
 pub mod net;
 pub mod pods;
 pub mod registry;
+pub mod sweep;
 
 use std::fs::File;
 use std::net::TcpListener;

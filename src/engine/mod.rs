@@ -10,6 +10,7 @@ pub mod docker;
 pub mod events;
 pub mod exec;
 pub mod oci;
+mod orphans;
 pub mod pod;
 pub mod records;
 pub mod rootfs;
@@ -211,8 +212,11 @@ impl Engine {
         if let Err(e) = engine.reconcile_pods() {
             warn!(error = %e, "failed to reconcile pod sandboxes");
         }
+        engine.collect_orphans().await;
+        engine.reconcile_started().await;
         engine.release_orphan_networks().await;
         engine.check_pod_networks().await;
+        engine.remove_empty_docker_pods().await;
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
             warn!(error = %e, "failed to reconcile containers");
             0

@@ -22,8 +22,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1 as cri_api;
-
 use self::cri::fuzz_cri;
 use self::docker::{fuzz_docker, send_raw};
 
@@ -306,85 +304,12 @@ pub async fn campaign(seed: u64, docker: usize, cri_calls: usize, limit: Duratio
         .map_or(u64::MAX, |v| v as u64);
 
     // Remove everything the two doors list; what the fuzzer made counts.
-    let listed = e.docker(&["ps", "-aq", "--no-trunc"]);
-    for id in listed.out().lines().filter(|l| !l.is_empty()) {
-        if !targets.containers.iter().any(|t| t == id) {
-            c.made.push(format!("container {id}"));
-        }
-        e.docker(&["rm", "-f", id]).ok();
-    }
-    let mut rt = e.d.runtime_client().await;
-    let pods = rt
-        .list_pod_sandbox(cri_api::ListPodSandboxRequest { filter: None })
-        .await
-        .map(|r| r.into_inner().items)
-        .unwrap_or_default();
-    for p in pods {
-        c.made.push(format!("pod {}", p.id));
-        let _ = rt
-            .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
-                pod_sandbox_id: p.id.clone(),
-            })
-            .await;
-        if let Err(err) = rt
-            .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
-                pod_sandbox_id: p.id.clone(),
-            })
-            .await
-        {
-            c.leftovers
-                .push(format!("pod {} not removable: {err:?}", p.id));
-        }
-    }
-    for v in e.docker(&["volume", "ls", "-q"]).out().lines() {
-        if v != "fzvol" {
-            c.made.push(format!("volume {v}"));
-        }
-        e.docker(&["volume", "rm", "-f", v]);
-    }
-    for n in e
-        .docker(&["network", "ls", "-q", "--format", "{{.Name}}"])
-        .out()
-        .lines()
-    {
-        if !matches!(n, "bridge" | "host" | "none") {
-            c.made.push(format!("network {n}"));
-            e.docker(&["network", "rm", n]);
-        }
-    }
-    for i in e.docker(&["images", "-q", "--no-trunc"]).out().lines() {
-        e.docker(&["rmi", "-f", i]);
-    }
+    let (made, unremovable) =
+        crate::support::sweep::remove_everything(&e, &targets.containers).await;
+    c.made = made;
+    c.leftovers = unremovable;
     c.alive = ping.is_ok_and(|(code, _)| code == 200) && e.d.pid() == pid;
-
-    // What must be gone once nothing is listed.
-    let dir = e.dir().to_path_buf();
-    let state = e.d.state();
-    for sub in ["containers", "pods"] {
-        for ent in std::fs::read_dir(state.join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            c.leftovers
-                .push(format!("{sub}/{}", ent.file_name().to_string_lossy()));
-        }
-    }
-    if !e.d.snapshot_entries().is_empty() {
-        c.leftovers
-            .push(format!("snapshots: {:?}", e.d.snapshot_entries()));
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
-        if m.starts_with(&*dir.to_string_lossy()) && !m.ends_with("/state/runtime") {
-            c.leftovers.push(format!("mount {m}"));
-        }
-    }
-    for (p, cmd) in crate::support::host::processes_mentioning(&dir.to_string_lossy()) {
-        if p as u32 != pid {
-            c.leftovers.push(format!("process {p}: {cmd}"));
-        }
-    }
+    c.leftovers.extend(crate::support::sweep::leftovers(&e.d));
     if log.contains(crate::support::daemon::PANIC_MARK) {
         c.leftovers.push("panics in the daemon log".into());
     }
