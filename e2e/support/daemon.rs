@@ -217,6 +217,11 @@ impl Berthd {
         Ok(RuntimeServiceClient::new(self.channel().await?))
     }
 
+    /// A channel to the CRI socket, or why there is none (the daemon is down).
+    pub async fn try_cri_channel(&self) -> Result<Channel, tonic::transport::Error> {
+        self.channel().await
+    }
+
     /// A channel to the CRI socket (for clients of any service).
     pub async fn cri_channel(&self) -> Channel {
         self.channel().await.expect("connect to CRI socket")

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod catalog;
+pub mod chaos;
 pub mod cri;
 pub mod daemon;
 pub mod docker;
