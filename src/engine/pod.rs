@@ -63,8 +63,9 @@ impl Engine {
                 )));
             }
         }
-        if let Some(parent) = config.linux.as_ref().map(|l| l.cgroup_parent.as_str()) {
-            check_cgroup_parent(parent)?;
+        if let Some(linux) = config.linux.as_ref() {
+            check_cgroup_parent(&linux.cgroup_parent)?;
+            check_sysctls(&linux.sysctls, modes(&config))?;
         }
         let handler = if handler.is_empty() {
             self.config.runtime.default_handler.clone()
@@ -435,6 +436,54 @@ fn check_cgroup_parent(parent: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sysctls a pod may set: names of the sysctls that live in the pod's own
+/// namespaces (IPC: `kernel.shm*`, `kernel.msg*`, `kernel.sem`,
+/// `fs.mqueue.*`; network: `net.*`, not with the host's network), as the
+/// kubelet and Docker allow; the runtime would refuse the others at create.
+fn check_sysctls(
+    sysctls: &std::collections::HashMap<String, String>,
+    m: Modes,
+) -> Result<(), Error> {
+    const IPC: &[&str] = &[
+        "kernel.shmmax",
+        "kernel.shmall",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+    ];
+    for (k, v) in sysctls {
+        let bad = |why: &str| {
+            Err(Error::InvalidArgument(crate::cri::bounded(format!(
+                "sysctl {k:?}: {why}"
+            ))))
+        };
+        let name_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        if !name_ok {
+            return bad("not a sysctl name");
+        }
+        if v.contains('\0') {
+            return bad("the value contains NUL");
+        }
+        let ipc = IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.");
+        let net = k.starts_with("net.");
+        if !(ipc || net) {
+            return bad("not in the pod's namespaces (only IPC and network sysctls can be set)");
+        }
+        if ipc && m.host_ipc {
+            return bad("an IPC sysctl cannot be set with the host's IPC namespace");
+        }
+        if net && m.host_network {
+            return bad("a network sysctl cannot be set with the host's network");
+        }
+    }
+    Ok(())
+}
+
 fn pinned_of(rec: &PodRecord) -> sandbox::PinnedNamespaces {
     sandbox::PinnedNamespaces {
         net: rec.netns.clone(),
@@ -464,6 +513,23 @@ fn sandbox_err(e: sandbox::SandboxError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_namespaced_sysctls_are_accepted() {
+        let pod = |host_network| Modes {
+            host_network,
+            host_ipc: false,
+            shared_pid: true,
+        };
+        let map = |k: &str| std::collections::HashMap::from([(k.to_string(), "1".to_string())]);
+        for ok in ["net.ipv4.ip_forward", "kernel.shmmax", "fs.mqueue.msg_max"] {
+            assert!(check_sysctls(&map(ok), pod(false)).is_ok(), "{ok}");
+        }
+        for bad in ["", "kernel.pid_max", "vm.swappiness", "a b", "net.x\0"] {
+            assert!(check_sysctls(&map(bad), pod(false)).is_err(), "{bad:?}");
+        }
+        assert!(check_sysctls(&map("net.ipv4.ip_forward"), pod(true)).is_err());
+    }
 
     #[test]
     fn cgroup_parents_stay_in_the_tree() {
