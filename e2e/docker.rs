@@ -14,4 +14,5 @@ mod restart;
 mod run;
 mod serving;
 mod stats;
+mod stdio;
 mod volumes;

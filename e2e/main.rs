@@ -3,9 +3,11 @@
 //! from the host's busybox and serve from a real registry on 127.0.0.1.
 //! Must run as root.
 
+mod chaos;
 mod daemon_basics;
 mod docker;
 mod fresh_node;
+mod fuzz;
 mod harness;
 mod images;
 mod kubelet;

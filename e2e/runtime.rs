@@ -9,6 +9,7 @@ mod exits;
 mod handlers;
 mod logs;
 mod metrics;
+mod monitor;
 mod pod;
 mod restart;
 mod security;

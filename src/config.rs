@@ -141,6 +141,9 @@ pub struct RegistryConfig {
     pub mirrors: Vec<String>,
     /// Allow plain http (and unverified TLS) for this host.
     pub insecure: bool,
+    /// Pull only through `mirrors`: a miss on every mirror fails the pull
+    /// instead of falling back to the host itself (air-gapped nodes).
+    pub mirrors_only: bool,
     /// Credentials used when a pull request carries none.
     pub auth: Option<RegistryAuth>,
 }
@@ -363,6 +366,13 @@ impl Config {
             }
         }
         for (host, r) in &self.registries {
+            if r.mirrors_only && r.mirrors.is_empty() {
+                return Err(invalid(
+                    format!("registries.{host:?}.mirrors_only"),
+                    "needs at least one entry in mirrors (nothing could be pulled from this host)"
+                        .into(),
+                ));
+            }
             for (i, m) in r.mirrors.iter().enumerate() {
                 let ok = reqwest::Url::parse(m)
                     .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -488,5 +498,14 @@ registries:
             key_of("registries:\n  gcr.io:\n    insecure: maybe\n"),
             "registries.gcr.io.insecure"
         );
+        assert_eq!(
+            key_of("registries:\n  gcr.io:\n    mirrors_only: true\n"),
+            "registries.\"gcr.io\".mirrors_only"
+        );
+        let c = Config::parse(
+            "registries:\n  gcr.io:\n    mirrors: [\"http://127.0.0.1:5000\"]\n    mirrors_only: true\n",
+        )
+        .unwrap();
+        assert!(c.registries["gcr.io"].mirrors_only);
     }
 }

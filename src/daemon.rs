@@ -46,6 +46,12 @@ pub async fn run(config: Config) -> Result<()> {
     let server = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::new())
         .layer(crate::cri::deadline::DeadlineLayer)
+        .layer(crate::panics::CatchPanicLayer::new(
+            crate::panics::grpc_response,
+        ))
+        .layer(tower::util::MapResponseLayer::new(
+            crate::cri::decode_errors_are_invalid_argument::<tonic::body::Body>,
+        ))
         .add_routes(crate::cri::router(engine.clone(), Some(streaming)))
         .serve_with_incoming_shutdown(crate::cri::authority::incoming(cri_listener), {
             let mut rx = stop_rx.clone();

@@ -12,6 +12,7 @@ pub mod image;
 pub mod metrics;
 pub mod monitor;
 pub mod network;
+pub mod panics;
 pub mod runtime;
 pub mod sandbox;
 pub mod storage;

@@ -6,7 +6,7 @@ use super::Env;
 use crate::support::pods;
 
 /// The metrics address the daemon logged (`metrics.address` is port 0 in tests).
-fn metrics_addr(log: &str) -> String {
+pub(super) fn metrics_addr(log: &str) -> String {
     let line = log
         .lines()
         .find(|l| l.contains("serving metrics"))
@@ -15,7 +15,7 @@ fn metrics_addr(log: &str) -> String {
     line[at..].split_whitespace().next().unwrap().to_string()
 }
 
-async fn scrape(addr: &str) -> String {
+pub(super) async fn scrape(addr: &str) -> String {
     let resp = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .expect("GET /metrics");
@@ -26,7 +26,7 @@ async fn scrape(addr: &str) -> String {
 }
 
 /// The value of the sample whose name-and-labels part equals `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(super) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         l.strip_prefix(series)?
             .strip_prefix(' ')?

@@ -19,6 +19,11 @@ pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// A running `berthd` with its own root, state and sockets; killed on drop.
+///
+/// Dropping it fails the test if the daemon's log shows a panic (the panic
+/// hook's `panicked at …` line, or Rust's default one): every panic that a
+/// request, stream or container can reach is a bug, even one the catch-panic
+/// layer answered.
 pub struct Berthd {
     config: PathBuf,
     /// `RUST_LOG` for the daemon.
@@ -192,6 +197,11 @@ impl Berthd {
         self.child.as_ref().expect("berthd running").pid()
     }
 
+    /// The daemon's pid, if it is running.
+    pub fn pid_if_running(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
     /// Everything the daemon wrote to stdout and stderr, across restarts.
     pub fn log(&self) -> String {
         read_text(&self.log)
@@ -226,6 +236,16 @@ impl Berthd {
         &self,
     ) -> Result<RuntimeServiceClient<Channel>, tonic::transport::Error> {
         Ok(RuntimeServiceClient::new(self.channel().await?))
+    }
+
+    /// A channel to the CRI socket, or why there is none (the daemon is down).
+    pub async fn try_cri_channel(&self) -> Result<Channel, tonic::transport::Error> {
+        self.channel().await
+    }
+
+    /// A channel to the CRI socket (for clients of any service).
+    pub async fn cri_channel(&self) -> Channel {
+        self.channel().await.expect("connect to CRI socket")
     }
 
     /// A CRI ImageService client over the unix socket.
@@ -273,6 +293,21 @@ impl Berthd {
         match self.child.as_mut() {
             Some(c) => c.try_wait().is_none(),
             None => false,
+        }
+    }
+}
+
+/// What a panic leaves in a berthd log.
+pub const PANIC_MARK: &str = "panicked at ";
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        if let Some(line) = log.lines().find(|l| l.contains(PANIC_MARK)) {
+            panic!("berthd panicked during the test: {line}\nlog:\n{log}");
         }
     }
 }

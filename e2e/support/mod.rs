@@ -6,16 +6,19 @@
 #![allow(dead_code)]
 
 pub mod catalog;
+pub mod chaos;
 pub mod containerd;
 pub mod cri;
 pub mod daemon;
 pub mod docker;
+pub mod fuzz;
 pub mod host;
 pub mod images;
 pub mod layers;
 pub mod net;
 pub mod pods;
 pub mod registry;
+pub mod sweep;
 
 use std::fs::File;
 use std::net::TcpListener;

@@ -43,9 +43,46 @@ pub fn router(
 /// Maps an image error onto a gRPC status, logging it once with its cause chain.
 pub fn image_status(op: &str, e: crate::image::Error) -> Status {
     let code = image_code(&e);
-    let msg = format!("{op}: {}", chain(&e));
+    let msg = bounded(format!("{op}: {}", chain(&e)));
     warn!(code = ?code, "{msg}");
     Status::new(code, msg)
+}
+
+/// The longest error message sent back: a status travels in HTTP/2 headers,
+/// and one that echoes a huge field would exceed the client's header limit
+/// (it then sees a protocol error instead of the reason).
+const MAX_STATUS_MESSAGE: usize = 4096;
+
+/// `msg`, cut to [`MAX_STATUS_MESSAGE`] bytes at a character boundary.
+pub fn bounded(mut msg: String) -> String {
+    if msg.len() > MAX_STATUS_MESSAGE {
+        let mut end = MAX_STATUS_MESSAGE;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = msg.len();
+        msg.truncate(end);
+        msg.push_str(&format!("… ({total} bytes)"));
+    }
+    msg
+}
+
+/// Rewrites tonic's answer to a message that is not valid protobuf
+/// (`Internal`, "failed to decode Protobuf message") to `InvalidArgument`:
+/// the caller sent it.
+pub fn decode_errors_are_invalid_argument<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let h = res.headers_mut();
+    let internal = h.get("grpc-status").is_some_and(|v| v == "13");
+    let decode = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.starts_with("failed%20to%20decode") || m.starts_with("failed to decode")
+        });
+    if internal && decode {
+        h.insert("grpc-status", http::HeaderValue::from_static("3"));
+    }
+    res
 }
 
 fn image_code(e: &crate::image::Error) -> Code {
@@ -71,7 +108,7 @@ pub fn engine_status(op: &str, e: crate::engine::Error) -> Status {
         E::Image(i) => image_code(i),
         E::Runtime { .. } | E::Internal(_) | E::Store(_) => Code::Internal,
     };
-    let msg = format!("{op}: {}", chain(&e));
+    let msg = bounded(format!("{op}: {}", chain(&e)));
     warn!(code = ?code, "{msg}");
     Status::new(code, msg)
 }
@@ -89,4 +126,27 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_bounded() {
+        let m = bounded("é".repeat(5000));
+        assert!(m.len() < MAX_STATUS_MESSAGE + 32, "{}", m.len());
+        assert!(m.ends_with("(10000 bytes)"), "{m}");
+        assert_eq!(bounded("short".into()), "short");
+    }
+
+    #[test]
+    fn decode_errors_become_invalid_argument() {
+        let st = Status::internal("failed to decode Protobuf message: invalid varint");
+        let res = decode_errors_are_invalid_argument(st.into_http::<tonic::body::Body>());
+        assert_eq!(res.headers()["grpc-status"], "3");
+        let other = Status::internal("disk on fire").into_http::<tonic::body::Body>();
+        let res = decode_errors_are_invalid_argument(other);
+        assert_eq!(res.headers()["grpc-status"], "13");
+    }
 }

@@ -121,12 +121,14 @@ fn unique<'a>(id: &str, ids: impl Iterator<Item = &'a str>, what: &str) -> Resul
     let hits: Vec<&str> = ids.filter(|c| c.starts_with(id)).collect();
     match hits.as_slice() {
         [one] => Ok(one.to_string()),
-        [] => Err(Status::not_found(format!("{what} {id} not found"))),
+        [] => Err(Status::not_found(super::bounded(format!(
+            "{what} {id} not found"
+        )))),
         _ => match hits.iter().find(|h| **h == id) {
             Some(exact) => Ok(exact.to_string()),
-            None => Err(Status::invalid_argument(format!(
+            None => Err(Status::invalid_argument(super::bounded(format!(
                 "{what} id prefix {id} is ambiguous"
-            ))),
+            )))),
         },
     }
 }

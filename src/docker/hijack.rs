@@ -257,7 +257,7 @@ async fn run_attach(
         let _ = out.shutdown().await;
         return;
     };
-    let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
+    let (detached_tx, detached_rx) = tokio::sync::oneshot::channel::<()>();
     let feeder = match (input, stdin) {
         (Some(mut from), Some(to)) => {
             let keys = plan.detach.clone();
@@ -269,33 +269,14 @@ async fn run_attach(
         }
         _ => None,
     };
-    let mut client_gone = false;
-    let detached = loop {
-        let frame = tokio::select! {
-            f = frames.next() => f,
-            // A feeder that ended without detaching drops the sender: the
-            // pattern then fails and the branch is disabled.
-            Ok(()) = &mut detached_rx => break true,
-        };
-        match frame {
-            Ok(Some(f)) => {
-                let (id, wanted) = match f.stream {
-                    Stream::Stdout => (STDOUT, plan.stdout),
-                    Stream::Stderr => (STDERR, plan.stderr),
-                };
-                // A client that went away no longer gets output, but the
-                // attach lasts as long as Docker's would: to the end.
-                if wanted && !client_gone && out.write(id, &f.data).await.is_err() {
-                    client_gone = true;
-                }
-            }
-            Ok(None) => break false,
-            Err(e) => {
-                debug!(container = %plan.rec.id, error = %e, "attach: monitor stream failed");
-                break false;
-            }
-        }
-    };
+    let detached = relay(
+        &mut frames,
+        detached_rx,
+        &mut out,
+        (plan.stdout, plan.stderr),
+        &plan.rec.id,
+    )
+    .await;
     if let Some(f) = feeder {
         f.abort();
     }
@@ -303,6 +284,52 @@ async fn run_attach(
         d.engine.emit_container("detach", &plan.rec, &[]);
     }
     let _ = out.shutdown().await;
+}
+
+/// Passes the container's output to the client (the `wanted` streams,
+/// stdout and stderr) until it ends or the client detaches (true).
+async fn relay<W: AsyncWrite + Unpin>(
+    frames: &mut client::Output,
+    mut detached: tokio::sync::oneshot::Receiver<()>,
+    out: &mut MuxWriter<W>,
+    wanted: (bool, bool),
+    container: &str,
+) -> bool {
+    let mut client_gone = false;
+    // A oneshot receiver must not be polled again once it has resolved: a
+    // feeder that ended without detaching drops the sender, after which
+    // only the output is waited for.
+    let mut detach_pending = true;
+    loop {
+        let frame = tokio::select! {
+            f = frames.next() => f,
+            r = &mut detached, if detach_pending => match r {
+                Ok(()) => return true,
+                Err(_) => {
+                    detach_pending = false;
+                    continue;
+                }
+            },
+        };
+        match frame {
+            Ok(Some(f)) => {
+                let (id, wanted) = match f.stream {
+                    Stream::Stdout => (STDOUT, wanted.0),
+                    Stream::Stderr => (STDERR, wanted.1),
+                };
+                // A client that went away no longer gets output, but the
+                // attach lasts as long as Docker's would: to the end.
+                if wanted && !client_gone && out.write(id, &f.data).await.is_err() {
+                    client_gone = true;
+                }
+            }
+            Ok(None) => return false,
+            Err(e) => {
+                debug!(%container, error = %e, "attach: monitor stream failed");
+                return false;
+            }
+        }
+    }
 }
 
 /// Copies the client's stdin to the container until it ends (then the
@@ -547,6 +574,52 @@ mod tests {
         assert_eq!(res.headers()[header::CONTENT_TYPE], MULTIPLEXED);
         let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
         assert_eq!(&body[..], b"\x01\x00\x00\x00\x00\x00\x00\x02hi");
+    }
+
+    /// Output that keeps coming after the stdin feeder has ended (the
+    /// sender dropped) reaches the client whole; the closed detach channel
+    /// is not polled again (it panicked "called after complete" before).
+    #[tokio::test]
+    async fn output_after_stdin_ended_is_relayed_whole() {
+        use crate::monitor::attach::Attach;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attach.sock");
+        let a = Attach::serve(&path, None, false, None).unwrap();
+        let (mut frames, _) = client::connect(&path, false).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        drop(tx);
+        let sender = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                for i in 0..200u32 {
+                    a.broadcast(Stream::Stdout, &i.to_be_bytes());
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                a.close();
+            })
+        };
+        let mut buf = Vec::new();
+        let mut out = MuxWriter::new(&mut buf, true);
+        assert!(!relay(&mut frames, rx, &mut out, (true, true), "c1").await);
+        sender.await.unwrap();
+        let want: Vec<u8> = (0..200u32).flat_map(|i| i.to_be_bytes()).collect();
+        assert_eq!(buf, want);
+    }
+
+    /// The detach keys end the relay with true while output is still open.
+    #[tokio::test]
+    async fn detach_ends_the_relay() {
+        use crate::monitor::attach::Attach;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attach.sock");
+        let _a = Attach::serve(&path, None, false, None).unwrap();
+        let (mut frames, _) = client::connect(&path, false).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tx.send(()).unwrap();
+        let mut out = MuxWriter::new(Vec::new(), true);
+        assert!(relay(&mut frames, rx, &mut out, (true, true), "c1").await);
     }
 
     #[test]

@@ -113,6 +113,10 @@ pub fn router(docker: Shared) -> Router {
                 req.uri().path()
             ))
         })
+        // Inside the metrics layer: a caught panic is counted as the 500 it became.
+        .layer(crate::panics::CatchPanicLayer::new(
+            crate::panics::docker_response,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track_docker))
         .with_state(docker)
 }

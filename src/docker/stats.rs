@@ -551,7 +551,7 @@ async fn top(
         .ps_args
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| "-ef".into());
-    validate_ps_args(&ps_args).map_err(ApiError::internal)?;
+    validate_ps_args(&ps_args).map_err(ApiError::bad_request)?;
     let rec = d.container(&id)?;
     let rec = d.engine.refreshed(&rec.id)?.unwrap_or(rec);
     if rec.state != ContainerState::Running {
@@ -587,7 +587,12 @@ async fn top(
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or("").to_string();
-        return Err(ApiError::internal(format!("ps: {first}")));
+        // ps refusing the caller's ps_args is the caller's error.
+        return Err(if ps_args.is_empty() {
+            ApiError::internal(format!("ps: {first}"))
+        } else {
+            ApiError::bad_request(format!("ps: {first}"))
+        });
     }
     let v = parse_ps(&String::from_utf8_lossy(&out.stdout), &pids).map_err(ApiError::internal)?;
     Ok(Json(v))

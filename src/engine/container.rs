@@ -547,6 +547,9 @@ impl Engine {
         {
             return Ok(Some(rec));
         }
+        // The monitor writes the exit file before it exits: looked at in
+        // this order, a monitor seen gone with no file recorded no exit.
+        let monitor_gone = !rec.monitor.is_some_and(|p| p.alive());
         let exit = ExitStatus::read(&rec.exit_file())
             .map_err(|e| Error::internal(format!("failed to read the exit file of {id}: {e}")))?;
         let changed = match exit {
@@ -566,15 +569,37 @@ impl Engine {
                 .into();
                 true
             }
-            // Neither the container nor its monitor is left, and no exit was recorded.
-            None if !rec.pid.is_some_and(|p| p.alive())
-                && !rec.monitor.is_some_and(|p| p.alive()) =>
-            {
-                rec.exit_code = 255;
+            // The monitor is gone and recorded no exit. A container left
+            // running has nothing holding its stdio or waiting for its
+            // exit: it is killed (as containerd does when a shim dies).
+            None if monitor_gone => {
+                let killed = rec.pid.filter(|p| p.alive()).is_some_and(|p| {
+                    nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p.pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    )
+                    .is_ok()
+                });
+                let how = {
+                    let mut fates = self.monitor_fates.lock().unwrap_or_else(|p| p.into_inner());
+                    match fates.get(id) {
+                        // Gone but not yet reaped and judged by its waiter:
+                        // the next look decides.
+                        Some(None) => return Ok(Some(rec)),
+                        Some(Some(_)) => fates.remove(id).flatten(),
+                        None => None,
+                    }
+                }
+                .unwrap_or_else(|| "exited without recording an exit status".into());
+                rec.exit_code = if killed { 137 } else { 255 };
                 rec.finished_at = now_nanos();
-                rec.reason = "Unknown".into();
-                rec.message =
-                    "the container's monitor exited without recording an exit status".into();
+                rec.reason = "MonitorDied".into();
+                rec.message = if killed {
+                    format!("the container's monitor {how}; the container was killed, as nothing held its stdio or could record its exit")
+                } else {
+                    format!("the container's monitor {how}")
+                };
+                warn!(container = %id, "{}", rec.message);
                 true
             }
             None => false,
@@ -696,8 +721,37 @@ impl Engine {
         // Reap the monitor whenever it ends (after a daemon restart init
         // does it) and tell watchers: the exit file is written by then.
         let (exits, id) = (self.monitor_exits.clone(), cfg.id.clone());
+        let (fates, exit_file) = (self.monitor_fates.clone(), cfg.exit_file.clone());
+        {
+            let mut f = fates.lock().unwrap_or_else(|p| p.into_inner());
+            // Monitors whose create failed have no container to report on:
+            // their fates are dropped once there are many.
+            if f.len() >= 1024 {
+                f.retain(|_, fate| fate.is_none());
+            }
+            f.insert(cfg.id.clone(), None);
+        }
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            let status = child.wait().await;
+            // A monitor that recorded the exit is done; one that did not
+            // died, and how is the container's reason (and a metric).
+            let death = match exit_file.exists() {
+                true => None,
+                false => status.ok().and_then(monitor_death),
+            };
+            {
+                let mut f = fates.lock().unwrap_or_else(|p| p.into_inner());
+                match death {
+                    Some((event, how)) => {
+                        crate::metrics::global().monitor_event(event);
+                        warn!(container = %id, "the monitor {how}");
+                        f.insert(id.clone(), Some(how));
+                    }
+                    None => {
+                        f.remove(&id);
+                    }
+                }
+            }
             let _ = exits.send(id);
         });
         let mut line = String::new();
@@ -759,6 +813,28 @@ impl Engine {
         self.store
             .get::<ContainerRecord>(CONTAINERS, id)?
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+}
+
+/// Monitors this daemon started, by container id: `None` while one is
+/// watched, else how it ended without recording an exit.
+pub(crate) type MonitorFates =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>>;
+
+/// How a monitor that recorded no exit ended: the metric's event and words
+/// for the container's message; `None` for a clean exit.
+fn monitor_death(st: std::process::ExitStatus) -> Option<(&'static str, String)> {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = st.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        return Some(("killed", format!("was killed by {name}")));
+    }
+    match st.code() {
+        Some(0) | None => None,
+        Some(crate::monitor::PANIC_EXIT) => Some(("panic", "panicked".into())),
+        Some(c) => Some(("error", format!("exited with status {c}"))),
     }
 }
 

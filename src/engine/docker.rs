@@ -79,7 +79,8 @@ impl Engine {
         let rec = self.running(id)?;
         self.oci(&rec.runtime_handler)?
             .kill(id, signal, false)
-            .await?;
+            .await
+            .map_err(|e| not_running_or(&rec, e))?;
         let sig = signal.trim_start_matches("SIG").to_string();
         self.emit_container("kill", &rec, &[("signal", &sig)]);
         Ok(())
@@ -99,7 +100,8 @@ impl Engine {
         let oci = self.oci(&rec.runtime_handler)?;
         let verb = if pause { "pause" } else { "resume" };
         oci.run_simple(format!("{verb} container {id}"), &[verb, id])
-            .await?;
+            .await
+            .map_err(|e| not_running_or(&rec, e))?;
         rec.paused = pause;
         self.put_container(&rec)?;
         self.emit_container(if pause { "pause" } else { "unpause" }, &rec, &[]);
@@ -148,6 +150,7 @@ impl Engine {
                 let r = rootfs.clone();
                 blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
             }
+            crate::metrics::global().monitor_event("restart");
             let (pid, monitor) = self.spawn_monitor(&cfg).await?;
             let rec = ContainerRecord {
                 state: ContainerState::Created,
@@ -206,6 +209,17 @@ impl Engine {
     /// The pod record of a Docker container (or any container).
     pub fn container_pod(&self, rec: &ContainerRecord) -> Result<PodRecord, Error> {
         self.pod(&rec.pod_id)
+    }
+}
+
+/// A runtime failure on a container recorded as running: when its process
+/// has meanwhile gone (the exit is not recorded yet), the caller asked
+/// for something on a stopped container — a conflict, not a daemon fault.
+fn not_running_or(rec: &ContainerRecord, e: Error) -> Error {
+    if rec.pid.is_some_and(|p| p.alive()) {
+        e
+    } else {
+        Error::FailedPrecondition(format!("container {} is not running", rec.id))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod features;
 pub mod inspect;
 pub mod oci;
+mod orphans;
 pub mod pod;
 pub mod records;
 pub mod rootfs;
@@ -188,6 +189,10 @@ pub struct Engine {
     /// Ids of containers (and pods' infra) whose monitor this daemon started
     /// has just exited: the exit is recorded.
     pub monitor_exits: tokio::sync::broadcast::Sender<String>,
+    /// Monitors this daemon started, by container id: still watched (None)
+    /// or how one ended that recorded no exit (killed, panicked) — the
+    /// reason its container is then reported with.
+    monitor_fates: container::MonitorFates,
 }
 
 impl Engine {
@@ -257,15 +262,19 @@ impl Engine {
             events: events::Events::default(),
             monitor_exits: tokio::sync::broadcast::channel(256).0,
             pod_cidr: std::sync::Mutex::new(None),
+            monitor_fates: Default::default(),
         };
         // Logs the problem, if there is one.
         engine.runtime_problem();
         if let Err(e) = engine.reconcile_pods() {
             warn!(error = %e, "failed to reconcile pod sandboxes");
         }
+        engine.collect_orphans().await;
+        engine.reconcile_started().await;
         engine.release_orphan_networks().await;
         engine.sweep_removed_containers().await;
         engine.check_pod_networks().await;
+        engine.remove_empty_docker_pods().await;
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
             warn!(error = %e, "failed to reconcile containers");
             0

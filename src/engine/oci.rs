@@ -86,6 +86,17 @@ impl OciRuntime {
         }
     }
 
+    /// The runtime's status of a container (`created`, `running`,
+    /// `stopped`…), `None` when it does not know it.
+    pub async fn status(&self, id: &str) -> Option<String> {
+        let out = self.cmd().args(["state", id]).output().await.ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.get("status")?.as_str().map(str::to_string)
+    }
+
     /// Applies new resources (`crun update --resources FILE`).
     pub async fn update(&self, id: &str, resources_json: &Path) -> Result<(), Error> {
         let file = resources_json.to_string_lossy().into_owned();

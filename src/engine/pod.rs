@@ -51,6 +51,22 @@ impl Engine {
                     "pod sandbox config must have metadata with a name and a namespace".into(),
                 )
             })?;
+        for (what, v) in [
+            ("name", &meta.name),
+            ("namespace", &meta.namespace),
+            ("uid", &meta.uid),
+        ] {
+            // CNI_ARGS is `K=V;K=V`, passed in the environment.
+            if v.chars().any(|c| c.is_control() || c == ';') {
+                return Err(Error::InvalidArgument(format!(
+                    "pod sandbox metadata {what} {v:?} has control characters or ';'"
+                )));
+            }
+        }
+        if let Some(linux) = config.linux.as_ref() {
+            check_cgroup_parent(&linux.cgroup_parent)?;
+            check_sysctls(&linux.sysctls, modes(&config))?;
+        }
         let handler = if handler.is_empty() {
             self.config.runtime.default_handler.clone()
         } else {
@@ -111,8 +127,17 @@ impl Engine {
                     })?;
                 }
                 let pinned = sandbox::pin(&ns, want, hostname.as_deref()).map_err(sandbox_err)?;
-                let files = sandbox::write_pod_files(&files, &c, host_net).map_err(sandbox_err)?;
-                Ok((pinned, files))
+                // The record learns of the pins only when this returns: a
+                // failure here undoes them itself.
+                match sandbox::write_pod_files(&files, &c, host_net) {
+                    Ok(files) => Ok((pinned, files)),
+                    Err(e) => {
+                        if let Err(u) = sandbox::unpin(&pinned) {
+                            warn!(error = %u, "failed to undo the namespace pins of a failed pod");
+                        }
+                        Err(sandbox_err(e))
+                    }
+                }
             })
             .await?;
             rec.netns = pinned.net;
@@ -473,6 +498,77 @@ impl Engine {
     }
 }
 
+/// A cgroup parent is a path (or a systemd slice name) of names a cgroup
+/// file system accepts: no `..`, no NUL, each name at most 255 bytes.
+fn check_cgroup_parent(parent: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "invalid cgroup parent {:?}: {why}",
+            crate::cri::bounded(parent.to_string())
+        )))
+    };
+    if parent.contains('\0') {
+        return bad("it contains NUL");
+    }
+    for part in parent.split('/') {
+        if part == ".." {
+            return bad("it leaves the cgroup tree (..)");
+        }
+        if part.len() > 255 {
+            return bad("a name is longer than 255 bytes");
+        }
+    }
+    Ok(())
+}
+
+/// Sysctls a pod may set: names of the sysctls that live in the pod's own
+/// namespaces (IPC: `kernel.shm*`, `kernel.msg*`, `kernel.sem`,
+/// `fs.mqueue.*`; network: `net.*`, not with the host's network), as the
+/// kubelet and Docker allow; the runtime would refuse the others at create.
+fn check_sysctls(
+    sysctls: &std::collections::HashMap<String, String>,
+    m: Modes,
+) -> Result<(), Error> {
+    const IPC: &[&str] = &[
+        "kernel.shmmax",
+        "kernel.shmall",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+    ];
+    for (k, v) in sysctls {
+        let bad = |why: &str| {
+            Err(Error::InvalidArgument(crate::cri::bounded(format!(
+                "sysctl {k:?}: {why}"
+            ))))
+        };
+        let name_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        if !name_ok {
+            return bad("not a sysctl name");
+        }
+        if v.contains('\0') {
+            return bad("the value contains NUL");
+        }
+        let ipc = IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.");
+        let net = k.starts_with("net.");
+        if !(ipc || net) {
+            return bad("not in the pod's namespaces (only IPC and network sysctls can be set)");
+        }
+        if ipc && m.host_ipc {
+            return bad("an IPC sysctl cannot be set with the host's IPC namespace");
+        }
+        if net && m.host_network {
+            return bad("a network sysctl cannot be set with the host's network");
+        }
+    }
+    Ok(())
+}
+
 fn pinned_of(rec: &PodRecord) -> sandbox::PinnedNamespaces {
     sandbox::PinnedNamespaces {
         net: rec.netns.clone(),
@@ -491,5 +587,43 @@ fn cni_err(e: crate::network::CniError) -> Error {
 }
 
 fn sandbox_err(e: sandbox::SandboxError) -> Error {
-    Error::internal(format!("pod sandbox: {e}"))
+    use sandbox::SandboxErrorKind as K;
+    match e.kind() {
+        K::InvalidArgument => Error::InvalidArgument(format!("pod sandbox: {e}")),
+        K::FailedPrecondition => Error::FailedPrecondition(format!("pod sandbox: {e}")),
+        K::Internal => Error::internal(format!("pod sandbox: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_namespaced_sysctls_are_accepted() {
+        let pod = |host_network| Modes {
+            host_network,
+            host_ipc: false,
+            shared_pid: true,
+        };
+        let map = |k: &str| std::collections::HashMap::from([(k.to_string(), "1".to_string())]);
+        for ok in ["net.ipv4.ip_forward", "kernel.shmmax", "fs.mqueue.msg_max"] {
+            assert!(check_sysctls(&map(ok), pod(false)).is_ok(), "{ok}");
+        }
+        for bad in ["", "kernel.pid_max", "vm.swappiness", "a b", "net.x\0"] {
+            assert!(check_sysctls(&map(bad), pod(false)).is_err(), "{bad:?}");
+        }
+        assert!(check_sysctls(&map("net.ipv4.ip_forward"), pod(true)).is_err());
+    }
+
+    #[test]
+    fn cgroup_parents_stay_in_the_tree() {
+        assert!(check_cgroup_parent("").is_ok());
+        assert!(check_cgroup_parent("/kubepods/burstable/pod-1").is_ok());
+        assert!(check_cgroup_parent("kubepods-burstable.slice").is_ok());
+        for bad in ["../../x", "/a/../b", "a\0b", &"x".repeat(300)] {
+            let e = check_cgroup_parent(bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad:?}: {e}");
+        }
+    }
 }

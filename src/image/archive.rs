@@ -47,6 +47,12 @@ pub enum ArchiveError {
     },
 }
 
+/// The input could not be read as a tar stream (not a tar, truncated, or
+/// the client's body failed): the caller's fault, never the daemon's.
+fn unreadable(e: io::Error) -> ArchiveError {
+    ArchiveError::Invalid(format!("not a readable tar archive: {e}"))
+}
+
 impl ArchiveError {
     fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
         let context = context.into();
@@ -109,14 +115,12 @@ pub fn read_archive<R: Read>(input: R, scratch: &Path) -> Result<Archive, Archiv
     let mut tar = tar::Archive::new(input);
     let mut files = BTreeMap::new();
     let mut links = BTreeMap::new();
-    let entries = tar
-        .entries()
-        .map_err(ArchiveError::io("failed to read image archive"))?;
+    let entries = tar.entries().map_err(unreadable)?;
     for (n, entry) in entries.enumerate() {
-        let mut entry = entry.map_err(ArchiveError::io("failed to read image archive"))?;
+        let mut entry = entry.map_err(unreadable)?;
         let raw = entry
             .path()
-            .map_err(ArchiveError::io("failed to read image archive"))?
+            .map_err(unreadable)?
             .to_string_lossy()
             .into_owned();
         let name = clean(&raw)?;
@@ -130,7 +134,7 @@ pub fn read_archive<R: Read>(input: R, scratch: &Path) -> Result<Archive, Archiv
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name()
-                    .map_err(ArchiveError::io("failed to read image archive"))?
+                    .map_err(unreadable)?
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 if target.starts_with('/') {
@@ -152,7 +156,7 @@ pub fn read_archive<R: Read>(input: R, scratch: &Path) -> Result<Archive, Archiv
             tar::EntryType::Link => {
                 let target = entry
                     .link_name()
-                    .map_err(ArchiveError::io("failed to read image archive"))?
+                    .map_err(unreadable)?
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 links.insert(name, clean(&target)?);
@@ -216,7 +220,7 @@ fn spool(r: &mut impl Read, path: &Path) -> Result<(u64, Digest), ArchiveError> 
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ArchiveError::io("failed to read image archive")(e)),
+            Err(e) => return Err(unreadable(e)),
         };
         hasher.update(&buf[..n]);
         f.write_all(&buf[..n]).map_err(ArchiveError::io(what()))?;

@@ -313,13 +313,19 @@ impl Puller {
                 }
                 Err(e) => {
                     if ep.is_mirror {
-                        warn!(image = %r, mirror = %ep.base, error = %e, "mirror failed, trying next endpoint");
+                        warn!(image = %r, mirror = %ep.base, error = %e, "mirror failed, trying the next endpoint if any");
                     }
                     last = Some(e);
                 }
             }
         }
-        Err(last.expect("there is always at least the registry itself"))
+        Err(last.unwrap_or_else(|| Error::InvalidReference {
+            reference: r.to_string(),
+            reason: format!(
+                "no endpoint to pull from: registries.{:?} has mirrors_only and no usable mirror",
+                r.registry
+            ),
+        }))
     }
 
     async fn layer(

@@ -64,10 +64,12 @@ impl RegistryClient {
         })
     }
 
-    /// The endpoints for a reference: its mirrors in order, then the host itself.
+    /// The endpoints for a reference: its mirrors in order, then the host
+    /// itself unless the host is `mirrors_only`.
     pub fn endpoints(&self, r: &Reference) -> Vec<Endpoint> {
         let mut out = Vec::new();
-        if let Some(rc) = self.config.registries.get(&r.registry) {
+        let rc = self.config.registries.get(&r.registry);
+        if let Some(rc) = rc {
             for m in &rc.mirrors {
                 if let Ok(base) = Url::parse(m.trim_end_matches('/')) {
                     let auth_host = host_port(&base);
@@ -78,6 +80,9 @@ impl RegistryClient {
                     });
                 }
             }
+        }
+        if rc.is_some_and(|rc| rc.mirrors_only) {
+            return out;
         }
         let api_host = if r.registry == super::reference::DEFAULT_REGISTRY {
             "registry-1.docker.io".to_string()
@@ -361,6 +366,20 @@ mod tests {
         );
         assert!(eps[0].is_mirror && !eps[2].is_mirror);
         assert_eq!(eps[0].auth_host, "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn mirrors_only_hosts_are_never_tried_themselves() {
+        let c = client("registries:\n  gcr.io:\n    mirrors: [\"http://127.0.0.1:5000\"]\n    mirrors_only: true\n");
+        let r = Reference::parse("gcr.io/a/b:c").unwrap();
+        let eps = c.endpoints(&r);
+        assert_eq!(eps.len(), 1);
+        assert!(eps[0].is_mirror);
+        assert_eq!(eps[0].base.as_str(), "http://127.0.0.1:5000/");
+        // Other hosts are untouched.
+        let other = c.endpoints(&Reference::parse("quay.io/a/b:c").unwrap());
+        assert_eq!(other.len(), 1);
+        assert!(!other[0].is_mirror);
     }
 
     #[test]

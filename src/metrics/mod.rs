@@ -20,6 +20,10 @@
 //!   `berth_container_memory_working_set_bytes{…}` (read from the engine at scrape time),
 //!   `berth_container_start_duration_seconds`, `berth_oom_kills_total`,
 //!   `berth_cni_operations_total{operation,result}`, `berth_cni_operation_duration_seconds{operation}`;
+//! * `berth_panics_total` (every panic in the daemon, caught or not),
+//!   `berth_monitor_events_total{event}` (`error`: a monitor failed to create its
+//!   container; `panic`, `killed`: a monitor ended without recording an exit;
+//!   `restart`: a new monitor for an exited container, Docker's start/restart);
 //! * `process_*` from the process collector (RSS, CPU, fds, threads, start time).
 
 mod docker;
@@ -58,6 +62,9 @@ const PULL_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
+/// The `event` values of `berth_monitor_events_total`.
+pub const MONITOR_EVENTS: &[&str] = &["error", "panic", "killed", "restart"];
+
 /// A callback that counts the recorded images; `None` when it cannot tell.
 type ImageCounter = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 
@@ -75,6 +82,8 @@ pub struct Metrics {
     oom_kills: IntCounter,
     cni_ops: IntCounterVec,
     cni_duration: HistogramVec,
+    panics: IntCounter,
+    monitor_events: IntCounterVec,
 }
 
 /// The process-wide metrics, created on first use.
@@ -186,6 +195,22 @@ impl Metrics {
             &["operation"],
         )
         .expect("valid cni_operation_duration_seconds");
+        let panics = IntCounter::new(
+            "berth_panics_total",
+            "Panics in the daemon (each one is a bug; the request it hit got an error).",
+        )
+        .expect("valid panics_total");
+        let monitor_events = IntCounterVec::new(
+            Opts::new(
+                "berth_monitor_events_total",
+                "Container monitor incidents, by event (error, panic, killed, restart).",
+            ),
+            &["event"],
+        )
+        .expect("valid monitor_events_total");
+        for e in MONITOR_EVENTS {
+            monitor_events.with_label_values(&[e]);
+        }
         let registry = Registry::new();
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(requests.clone()),
@@ -199,6 +224,8 @@ impl Metrics {
             Box::new(oom_kills.clone()),
             Box::new(cni_ops.clone()),
             Box::new(cni_duration.clone()),
+            Box::new(panics.clone()),
+            Box::new(monitor_events.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -218,7 +245,24 @@ impl Metrics {
             oom_kills,
             cni_ops,
             cni_duration,
+            panics,
+            monitor_events,
         }
+    }
+
+    /// A panic happened (called from the panic hook: no locks, no allocation).
+    pub fn panicked(&self) {
+        self.panics.inc();
+    }
+
+    /// Panics counted so far.
+    pub fn panics(&self) -> u64 {
+        self.panics.get()
+    }
+
+    /// A monitor incident (one of [`MONITOR_EVENTS`]).
+    pub fn monitor_event(&self, event: &str) {
+        self.monitor_events.with_label_values(&[event]).inc();
     }
 
     /// Sets how the runtime families are read: `probe` runs on every scrape.

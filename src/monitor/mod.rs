@@ -89,8 +89,15 @@ pub enum Ready {
     Error(String),
 }
 
+/// The exit status of a monitor that panicked (the daemon reports it).
+pub const PANIC_EXIT: i32 = 101;
+
 /// Entry point of `berthd monitor CONFIG`. Returns the process exit code.
 pub fn main(config_path: &Path) -> i32 {
+    // A panic in any of the monitor's threads leaves it unable to do its
+    // job: exit at once, so the daemon sees a dead monitor (and says so)
+    // instead of one that silently stopped copying output.
+    std::panic::set_hook(Box::new(|_| std::process::exit(PANIC_EXIT)));
     let cfg: MonitorConfig = match std::fs::read(config_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))

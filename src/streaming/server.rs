@@ -135,6 +135,9 @@ where
 pub fn router(streaming: Arc<Streaming>) -> Router {
     Router::new()
         .route("/{kind}/{token}", any(handle))
+        .layer(crate::panics::CatchPanicLayer::new(
+            crate::panics::plain_response,
+        ))
         .with_state(streaming)
 }
 

@@ -349,3 +349,33 @@ fn links_resolve_inside_the_archive_only() {
     );
     assert_eq!(resolve_inside("a/../../x"), None);
 }
+
+/// What is not a tar (text, random bytes, a tar cut short) is the caller's
+/// fault: an invalid-archive error (400 at the Docker door), never I/O.
+#[test]
+fn bodies_that_are_not_tars_are_invalid() {
+    let mut noise = vec![0u8; 4096];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let whole = raw_entry(
+        "manifest.json",
+        tar::EntryType::Regular,
+        None,
+        &[b'x'; 2000],
+    );
+    let cut = &whole[..700];
+    for (what, body) in [
+        ("text", &b"this is not a tar archive, just some text that is long enough to fill a header block or two. "
+            .repeat(8)[..]),
+        ("noise", &noise[..]),
+        ("truncated", cut),
+    ] {
+        let m = invalid(load(body));
+        assert!(m.contains("tar") || m.contains("no image"), "{what}: {m}");
+    }
+}
