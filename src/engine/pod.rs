@@ -205,16 +205,13 @@ impl Engine {
             };
             let (network, infra) = tokio::join!(network, infra);
             // A failed ADD undoes itself; a failed create leaves no monitor.
-            let network = network.map(|ips| {
-                if ips.is_some() {
-                    rec.network_attached = true;
-                }
-                ips
-            });
+            if network.as_ref().is_ok_and(Option::is_some) {
+                rec.network_attached = true;
+            }
             let infra = infra.and_then(|made| match made {
                 Some((pid, started)) => {
                     rec.infra = Some(pid);
-                    started.map(|()| ())
+                    started
                 }
                 None => Ok(()),
             });

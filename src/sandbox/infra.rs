@@ -56,7 +56,8 @@ pub fn infra_bundle_with(
     hostname: &str,
 ) -> Result<PathBuf, SandboxError> {
     // ldd runs once per binary.
-    static LIBS: OnceLock<std::sync::Mutex<Vec<(PathBuf, Vec<PathBuf>)>>> = OnceLock::new();
+    type Known = std::sync::Mutex<Vec<(PathBuf, Vec<PathBuf>)>>;
+    static LIBS: OnceLock<Known> = OnceLock::new();
     let cache = LIBS.get_or_init(Default::default);
     let known = cache
         .lock()
