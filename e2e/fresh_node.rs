@@ -144,8 +144,8 @@ impl ScratchNode {
         }
     }
 
-    /// The docker CLI on the default Docker socket.
-    fn docker(&self, args: &[&str]) -> Run {
+    /// A docker CLI command on the default Docker socket (stdin null).
+    fn cli(&self, args: &[&str]) -> Command {
         let mut c = Command::new(DOCKER);
         c.args(args)
             .env(
@@ -156,20 +156,19 @@ impl ScratchNode {
             .env_remove("DOCKER_CONTEXT")
             .env_remove("DOCKER_API_VERSION")
             .stdin(Stdio::null());
-        run(c)
+        c
+    }
+
+    /// The docker CLI to its end.
+    fn docker(&self, args: &[&str]) -> Run {
+        run(self.cli(args))
     }
 
     /// The docker CLI with `input` on stdin.
     fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Run {
         use std::io::Write;
-        let mut c = Command::new(DOCKER);
-        c.args(args)
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", self.inside("/run/berth/docker.sock").display()),
-            )
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-cli"))
-            .stdin(Stdio::piped())
+        let mut c = self.cli(args);
+        c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn docker");
