@@ -415,7 +415,7 @@ impl Engine {
     /// runtime's state and the writable layer (an overlay unmount syncs the
     /// upper file system, tens of ms on a busy disk) go in the background, as
     /// containerd's snapshot GC does. RemovePodSandbox waits for that work,
-    /// and start-up sweeps up what a crash interrupted.
+    /// and start-up sweeps up what a crash interrupted (`orphans.rs`).
     pub async fn remove_container(&self, id: &str) -> Result<(), Error> {
         self.remove_container_inner(id, false).await
     }
@@ -480,60 +480,6 @@ impl Engine {
             .unwrap_or_default();
         for t in pending {
             let _ = t.await;
-        }
-    }
-
-    /// After a restart: container directories and runtime state whose record
-    /// is gone (a crash during a background removal, or between a removal's
-    /// steps) are removed, so nothing of a removed container stays mounted.
-    pub(crate) async fn sweep_removed_containers(&self) {
-        let containers: std::collections::HashSet<String> =
-            match self.store.list::<ContainerRecord>(CONTAINERS) {
-                Ok(v) => v.into_iter().map(|(id, _)| id).collect(),
-                Err(e) => {
-                    warn!(error = %e, "failed to list containers for the sweep");
-                    return;
-                }
-            };
-        let pods: std::collections::HashSet<String> = self
-            .pods()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| p.id)
-            .collect();
-        let known = |id: &str| containers.contains(id) || pods.contains(id);
-        for (name, oci) in &self.runtimes {
-            for id in child_names(&oci.root) {
-                if known(&id) || !is_id(&id) {
-                    continue;
-                }
-                info!(container = %id, handler = %name, "deleting the runtime state of a removed container");
-                if let Err(e) = oci.delete(&id).await {
-                    warn!(container = %id, error = %e, "failed to delete leftover runtime state");
-                }
-            }
-        }
-        let state_dir = self.config.state.join("containers");
-        let root_dir = self.config.root.join("containers");
-        let mut orphans: Vec<String> = child_names(&state_dir);
-        orphans.extend(child_names(&root_dir));
-        orphans.sort();
-        orphans.dedup();
-        for id in orphans.into_iter().filter(|id| !known(id) && is_id(id)) {
-            info!(container = %id, "removing the files of a removed container");
-            let (dir, layer) = (state_dir.join(&id), root_dir.join(&id));
-            let res = blocking(move || {
-                for v in child_names(&dir.join("image-volumes")) {
-                    rootfs::unmount(&dir.join("image-volumes").join(v))?;
-                }
-                rootfs::unmount(&dir.join("rootfs"))?;
-                rootfs::remove_dir(&dir)?;
-                rootfs::remove_dir(&layer)
-            })
-            .await;
-            if let Err(e) = res {
-                warn!(container = %id, error = %e, "failed to remove leftover container files");
-            }
         }
     }
 
@@ -888,23 +834,6 @@ async fn discard_container_files(rec: &ContainerRecord) {
     if let Err(e) = res {
         warn!(container = %rec.id, error = %e, "failed to clean up container files");
     }
-}
-
-/// The names of a directory's subdirectories (none when it is absent).
-fn child_names(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A container or pod id as berth makes them (64 hex digits).
-fn is_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// How often [`Engine::wait_exit`] looks for an exit file nobody announces.

@@ -272,7 +272,6 @@ impl Engine {
         engine.collect_orphans().await;
         engine.reconcile_started().await;
         engine.release_orphan_networks().await;
-        engine.sweep_removed_containers().await;
         engine.check_pod_networks().await;
         engine.remove_empty_docker_pods().await;
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {

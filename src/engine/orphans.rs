@@ -60,6 +60,32 @@ impl Engine {
                 }
             }
         }
+        // A background removal (RemoveContainer) interrupted after its state
+        // directory went can still leave the runtime's state or the
+        // writable layer behind.
+        let recorded: HashSet<String> = known(CONTAINERS).union(&known(PODS)).cloned().collect();
+        for (name, oci) in &self.runtimes {
+            for id in child_names(&oci.root) {
+                if recorded.contains(&id) || !is_id(&id) {
+                    continue;
+                }
+                info!(container = %id, handler = %name, "deleting leftover runtime state");
+                if let Err(e) = oci.delete(&id).await {
+                    warn!(container = %id, error = %e, "failed to delete leftover runtime state");
+                }
+            }
+        }
+        let layers = self.config.root.join("containers");
+        for id in child_names(&layers) {
+            if recorded.contains(&id) || !is_id(&id) {
+                continue;
+            }
+            info!(container = %id, "removing a leftover writable layer");
+            let layer = layers.join(&id);
+            if let Err(e) = blocking(move || rootfs::remove_dir(&layer)).await {
+                warn!(container = %id, error = %e, "failed to remove a writable layer");
+            }
+        }
     }
 
     /// Ends the monitors and runtime state of `id` and unmounts and removes `dir`.
@@ -153,6 +179,23 @@ fn monitors_under(dir: &Path) -> Vec<i32> {
                 && args.get(2).is_some_and(|a| a.starts_with(want.as_bytes()))
         })
         .collect()
+}
+
+/// The names of a directory's subdirectories (none when it is absent).
+fn child_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A container or pod id as berth makes them (64 hex digits).
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Detaches every mount at or below `dir`, deepest first.
