@@ -113,6 +113,10 @@ pub struct RuntimeConfig {
 #[serde(deny_unknown_fields)]
 pub struct HandlerConfig {
     pub path: PathBuf,
+    /// The platform images are pulled for when a PullImage names this
+    /// handler (`os/arch[/variant]`, e.g. `linux/arm64`); unset: the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -212,12 +216,14 @@ impl Default for RuntimeConfig {
             "crun".to_string(),
             HandlerConfig {
                 path: "/usr/bin/crun".into(),
+                platform: None,
             },
         );
         handlers.insert(
             "runc".to_string(),
             HandlerConfig {
                 path: "/usr/sbin/runc".into(),
+                platform: None,
             },
         );
         RuntimeConfig {
@@ -364,6 +370,10 @@ impl Config {
                     format!("{} is not an absolute path", h.path.display()),
                 ));
             }
+            if let Some(p) = &h.platform {
+                crate::image::manifest::Platform::parse(p)
+                    .map_err(|e| invalid(format!("runtime.handlers.{name}.platform"), e))?;
+            }
         }
         for (host, r) in &self.registries {
             if r.mirrors_only && r.mirrors.is_empty() {
@@ -507,5 +517,17 @@ registries:
         )
         .unwrap();
         assert!(c.registries["gcr.io"].mirrors_only);
+        assert_eq!(
+            key_of("runtime:\n  handlers:\n    crun: { path: /usr/bin/crun, platform: arm64 }\n"),
+            "runtime.handlers.crun.platform"
+        );
+        let c = Config::parse(
+            "runtime:\n  handlers:\n    crun: { path: /usr/bin/crun }\n    arm: { path: /usr/bin/crun, platform: linux/arm64/v8 }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.runtime.handlers["arm"].platform.as_deref(),
+            Some("linux/arm64/v8")
+        );
     }
 }

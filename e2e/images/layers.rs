@@ -137,6 +137,53 @@ async fn docker_manifest_list_selects_host_platform() {
     index_selects_host_platform(Format::Docker).await;
 }
 
+/// A runtime handler configured with another platform: PullImage naming it
+/// (kubelet's RuntimeClassInImageCriApi) fetches that platform's image from
+/// the index; the default handler gets the host's; an unknown handler is
+/// refused before anything is fetched.
+#[tokio::test]
+async fn pull_image_honours_the_runtime_handlers_platform() {
+    use k8s_cri::v1::{ImageSpec, PullImageRequest};
+    let reg = crate::support::registry::TestRegistry::start().await;
+    let d = crate::support::daemon::Berthd::start(&format!(
+        "{}runtime:\n  handlers:\n    crun: {{ path: /usr/bin/crun }}\n    foreign: {{ path: /usr/bin/crun, platform: linux/{} }}\n",
+        reg.insecure_yaml(),
+        other_arch()
+    ))
+    .await;
+    let mut c = d.image_client().await;
+    let index = catalog::platform_index(Format::Oci);
+    index.push(&reg, "test/multi", "latest").await;
+    let name = reg.image("test/multi:latest");
+    let pull = |handler: &str| PullImageRequest {
+        image: Some(ImageSpec {
+            image: name.clone(),
+            runtime_handler: handler.to_string(),
+            ..Default::default()
+        }),
+        auth: None,
+        sandbox_config: None,
+    };
+    let err = c.pull_image(pull("kata")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("unknown runtime handler"), "{err:?}");
+
+    let other = index.image_for(other_arch());
+    let got = c.pull_image(pull("foreign")).await.unwrap().into_inner();
+    assert_eq!(got.image_ref, other.id(), "the handler's platform image");
+    let top = d.snapshot_dir(other.chain_ids().last().unwrap());
+    assert_eq!(
+        std::fs::read(top.join("fs").join(catalog::platform_marker(other_arch()))).unwrap(),
+        other_arch().as_bytes()
+    );
+
+    let host = index.image_for(host_arch());
+    let got = c.pull_image(pull("")).await.unwrap().into_inner();
+    assert_eq!(got.image_ref, host.id(), "the default handler: the host's");
+    let got = c.pull_image(pull("crun")).await.unwrap().into_inner();
+    assert_eq!(got.image_ref, host.id());
+}
+
 #[tokio::test]
 async fn wrong_layer_size_in_manifest_is_rejected() {
     let mut e = Env::new().await;

@@ -1,6 +1,7 @@
 //! User-namespaced pods (`hostUsers: false`): userns_options mode POD with
 //! the kubelet's mappings; containers see uid 0 mapped to the pod's range
-//! and write their (idmapped) volumes; unsupported modes, mappings and
+//! and write their (idmapped) volumes and their (idmapped) image files;
+//! unsupported modes, mappings and
 //! handlers are refused with InvalidArgument.
 
 use k8s_cri::v1::{
@@ -63,6 +64,32 @@ async fn user_namespaced_pod_maps_root_and_writes_its_volume() {
         "uid 0 is the pod's range: {out:?}"
     );
     assert_eq!(pods::sh(&mut e.rt, &id, "id -u").await, "0\n");
+    // The image's root-owned files are the container root's (idmapped
+    // layers), not nobody's: root can change them, and what it writes in
+    // the rootfs is owned by the pod's range on the host.
+    assert_eq!(
+        pods::sh(&mut e.rt, &id, "stat -c '%u:%g' /etc /bin/busybox /").await,
+        "0:0\n0:0\n0:0\n"
+    );
+    assert_eq!(
+        pods::sh(
+            &mut e.rt,
+            &id,
+            "echo changed > /etc/made && mkdir /root2 && chmod 700 /etc && echo ok"
+        )
+        .await,
+        "ok\n"
+    );
+    let made = std::fs::metadata(format!(
+        "/proc/{}/root/etc/made",
+        crate::support::host::container_init(&tag).pid
+    ))
+    .unwrap();
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (200_000, 200_000),
+        "owned by the pod's range"
+    );
     // On the host the container's root is uid 200000, not root.
     let init = crate::support::host::container_init(&tag);
     let status = std::fs::read_to_string(format!("/proc/{}/status", init.pid)).unwrap();

@@ -164,11 +164,22 @@ impl ImageService for Images {
             .map_err(|e| image_status(&op, e))?,
             None => Credentials::Anonymous,
         };
+        // The image spec's runtime handler picks the platform (kubelet's
+        // RuntimeClassInImageCriApi); an unknown handler is refused.
+        let handler = req
+            .image
+            .as_ref()
+            .map(|i| i.runtime_handler.as_str())
+            .unwrap_or("");
+        let platform = self
+            .engine
+            .pull_platform(handler)
+            .map_err(|e| crate::cri::engine_status(&op, e))?;
         let rec = self
             .engine
             .images
-            .pull(&name, &creds)
-            .instrument(info_span!("pull_image", image = %name))
+            .pull_for(&name, &creds, &platform)
+            .instrument(info_span!("pull_image", image = %name, %platform))
             .await
             .map_err(|e| image_status(&op, e))?;
         Ok(Response::new(cri::PullImageResponse {

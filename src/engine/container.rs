@@ -161,7 +161,8 @@ impl Engine {
             let rootfs = rec.rootfs();
             let (upper, work) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
             let (r, u, w, l) = (rootfs.clone(), upper, work, lowers);
-            blocking(move || rootfs::mount_overlay(&l, &u, &w, &r)).await?;
+            let userns = crate::runtime::userns::pod_user_namespace(&pod.config)?;
+            blocking(move || rootfs::mount_overlay_as(&l, &u, &w, &r, userns.as_ref())).await?;
             for (i, lowers) in &volumes {
                 let (target, lowers) = (rec.image_volume(*i), lowers.clone());
                 blocking(move || rootfs::mount_read_only(&lowers, &target)).await?;

@@ -300,6 +300,25 @@ impl Engine {
             .ok_or_else(|| Error::InvalidArgument(format!("unknown runtime handler {name:?}")))
     }
 
+    /// The platform PullImage fetches for a runtime handler ("" = the
+    /// default): the handler's configured `platform`, else the host's.
+    pub fn pull_platform(&self, handler: &str) -> Result<crate::image::manifest::Platform, Error> {
+        let name = if handler.is_empty() {
+            self.config.runtime.default_handler.as_str()
+        } else {
+            handler
+        };
+        let h =
+            self.config.runtime.handlers.get(name).ok_or_else(|| {
+                Error::InvalidArgument(format!("unknown runtime handler {name:?}"))
+            })?;
+        match &h.platform {
+            // Validated when the config was read.
+            Some(p) => crate::image::manifest::Platform::parse(p).map_err(Error::InvalidArgument),
+            None => Ok(crate::image::manifest::host_platform()),
+        }
+    }
+
     /// `linux.cgroupsPath` for a container under a pod's cgroup parent.
     pub fn cgroups_path(&self, parent: &str, id: &str) -> String {
         crate::cgroups::container_path(self.config.runtime.cgroup_driver, parent, id)

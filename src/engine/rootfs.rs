@@ -14,15 +14,52 @@ pub fn mount_overlay(
     work: &Path,
     target: &Path,
 ) -> Result<(), Error> {
+    mount_overlay_as(lowers, upper, work, target, None)
+}
+
+/// [`mount_overlay`], for a container in a user-namespaced pod when `userns`
+/// is given: every lower layer is an idmapped mount (the pod's mappings), so
+/// the image's root-owned files belong to the container's root instead of
+/// showing as `nobody`; the writable layer's top belongs to it too. The
+/// idmapped layers are detached mounts (`open_tree` clones, named to
+/// overlayfs as `/proc/self/fd/N`), held by the overlay alone: nothing else
+/// to unmount. A kernel that cannot idmap a layer gets the plain overlay
+/// (logged).
+pub fn mount_overlay_as(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    userns: Option<&crate::runtime::userns::PodUserNamespace>,
+) -> Result<(), Error> {
     for d in [upper, work, target] {
         std::fs::create_dir_all(d)
             .map_err(|e| Error::internal(format!("failed to create {}: {e}", d.display())))?;
     }
+    let mut held = Vec::new();
+    let mut lower_paths: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+    if let Some(u) = userns {
+        match crate::runtime::idmap::idmapped_layers(lowers, u) {
+            Ok(fds) => {
+                lower_paths = fds
+                    .iter()
+                    .map(|fd| format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))
+                    .collect();
+                held = fds;
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the rootfs layers cannot be idmapped here: the image's files show as nobody in the pod's user namespace"
+            ),
+        }
+        std::os::unix::fs::chown(upper, Some(u.uid.host_id()), Some(u.gid.host_id()))
+            .map_err(|e| Error::internal(format!("failed to chown {}: {e}", upper.display())))?;
+    }
     // overlayfs wants the top-most lower dir first.
-    let lower = lowers
+    let lower = lower_paths
         .iter()
         .rev()
-        .map(|p| p.display().to_string())
+        .cloned()
         .collect::<Vec<_>>()
         .join(":");
     let opts = format!(
@@ -48,7 +85,9 @@ pub fn mount_overlay(
             "failed to mount overlay at {}: {e}",
             target.display()
         ))
-    })
+    })?;
+    drop(held);
+    Ok(())
 }
 
 /// Mounts an image's `lowers` (bottom first) read-only at `target`, for an

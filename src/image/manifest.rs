@@ -44,6 +44,45 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl Platform {
+    /// Parses `os/arch[/variant]` (as `docker pull --platform` and containerd
+    /// write it).
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        match parts.as_slice() {
+            [os, arch] | [os, arch, _] if ok(os) && ok(arch) => {
+                let variant = parts.get(2).map(|v| v.to_string());
+                if variant.as_deref().is_some_and(|v| !ok(v)) {
+                    return Err(format!("{s:?} has a bad variant (want os/arch[/variant])"));
+                }
+                Ok(Platform {
+                    os: os.to_string(),
+                    architecture: arch.to_string(),
+                    variant,
+                })
+            }
+            _ => Err(format!(
+                "{s:?} is not a platform (want os/arch[/variant], e.g. linux/arm64)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
 /// An image manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -173,11 +173,14 @@ impl Puller {
         }
     }
 
-    /// Pulls `r`; the content stays leased by `lease` until the caller has recorded it.
+    /// Pulls `r` for platform `want` (from an index; a single manifest is
+    /// taken as it is); the content stays leased by `lease` until the caller
+    /// has recorded it.
     pub async fn pull(
         &self,
         r: &Reference,
         creds: &Credentials,
+        want: &manifest::Platform,
         lease: &mut Lease<'_>,
     ) -> Result<Pulled, Error> {
         let (ep, top) = self.resolve(r, creds).await?;
@@ -186,19 +189,10 @@ impl Puller {
         let (manifest, manifest_digest, manifest_body, index) = match top_doc {
             Document::Manifest(m) => (m, top.digest.clone(), top.body.clone(), None),
             Document::Index(idx) => {
-                let want = manifest::host_platform();
                 let d =
-                    manifest::select_platform(&idx, &want).ok_or_else(|| Error::BadManifest {
+                    manifest::select_platform(&idx, want).ok_or_else(|| Error::BadManifest {
                         what: format!("image index of {r}"),
-                        reason: format!(
-                            "no manifest for platform {}/{}{}",
-                            want.os,
-                            want.architecture,
-                            want.variant
-                                .as_deref()
-                                .map(|v| format!("/{v}"))
-                                .unwrap_or_default()
-                        ),
+                        reason: format!("no manifest for platform {want}"),
                     })?;
                 debug!(image = %r, manifest = %d.digest, "selected platform manifest");
                 let m = self

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::auth::Credentials;
 use super::content::ContentStore;
 use super::digest::is_hex64;
+use super::manifest;
 use super::pull::{blob_key, snapshot_key, Leases, Puller};
 use super::registry::RegistryClient;
 use super::{Digest, Error, Paths, Reference};
@@ -163,11 +164,23 @@ impl ImageService {
         &self.snapshots
     }
 
-    /// Pulls an image and records it under its name and repo digest.
+    /// Pulls an image for the host's platform and records it under its name
+    /// and repo digest.
     pub async fn pull(&self, image: &str, creds: &Credentials) -> Result<ImageRecord, Error> {
+        self.pull_for(image, creds, &manifest::host_platform())
+            .await
+    }
+
+    /// Pulls an image for `platform` (what an index offers) and records it.
+    pub async fn pull_for(
+        &self,
+        image: &str,
+        creds: &Credentials,
+        platform: &manifest::Platform,
+    ) -> Result<ImageRecord, Error> {
         // A timer dropped unfinished (error or cancelled pull) counts a failure.
         let timer = crate::metrics::global().start_pull();
-        let record = self.pull_and_record(image, creds).await?;
+        let record = self.pull_and_record(image, creds, platform).await?;
         timer.success(record.size);
         Ok(record)
     }
@@ -176,10 +189,11 @@ impl ImageService {
         &self,
         image: &str,
         creds: &Credentials,
+        platform: &manifest::Platform,
     ) -> Result<ImageRecord, Error> {
         let r = Reference::parse(image)?;
         let mut lease = self.leases.lease();
-        let pulled = self.puller.pull(&r, creds, &mut lease).await?;
+        let pulled = self.puller.pull(&r, creds, platform, &mut lease).await?;
         let _g = self.gc_lock.lock().await;
         let mut names = Vec::new();
         names.extend(r.tagged());

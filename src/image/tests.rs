@@ -346,3 +346,83 @@ async fn index_selects_host_platform_and_concurrent_pulls_fetch_once() {
         "a second remove finds nothing"
     );
 }
+
+#[tokio::test]
+async fn pull_for_selects_the_requested_platform_from_an_index() {
+    let state: Shared = Default::default();
+    let (host_cfg, _, host_man) =
+        add_image(&mut state.lock().unwrap(), "unused-h", "h", OCI_MANIFEST);
+    let (other_cfg, _, other_man) =
+        add_image(&mut state.lock().unwrap(), "unused-o", "o", OCI_MANIFEST);
+    let host = super::manifest::host_platform();
+    let other = super::manifest::Platform::parse(if host.architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64/v8"
+    })
+    .unwrap();
+    {
+        let mut f = state.lock().unwrap();
+        f.password = "pw".into();
+        let idx = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": Digest::of(&host_man).to_string(), "size": host_man.len(),
+                 "platform": host},
+                {"mediaType": OCI_MANIFEST, "digest": Digest::of(&other_man).to_string(), "size": other_man.len(),
+                 "platform": other},
+            ],
+        })
+        .to_string()
+        .into_bytes();
+        f.manifests.insert("multi".into(), (OCI_INDEX.into(), idx));
+    }
+    let addr = serve(state.clone()).await;
+    let e = env("");
+    let name = format!("{addr}/multi:multi");
+    let rec = e
+        .images
+        .pull_for(&name, &creds("pw"), &other)
+        .await
+        .unwrap();
+    assert_eq!(rec.id, other_cfg, "the other platform's image");
+    assert_eq!(e.images.resolve(&name).unwrap().unwrap().id, other_cfg);
+    // The host's pull of the same name moves the tag to the host's image.
+    let rec = e.images.pull(&name, &creds("pw")).await.unwrap();
+    assert_eq!(rec.id, host_cfg);
+    // A platform the index lacks is a clear error.
+    let none = super::manifest::Platform::parse("linux/s390x").unwrap();
+    let err = e
+        .images
+        .pull_for(&name, &creds("pw"), &none)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no manifest for platform linux/s390x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn platforms_parse_as_os_arch_variant() {
+    use super::manifest::Platform;
+    let p = Platform::parse("linux/arm64/v8").unwrap();
+    assert_eq!(
+        (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
+        ("linux", "arm64", Some("v8"))
+    );
+    assert_eq!(p.to_string(), "linux/arm64/v8");
+    assert_eq!(Platform::parse("linux/amd64").unwrap().variant, None);
+    for bad in [
+        "",
+        "linux",
+        "linux/",
+        "/amd64",
+        "linux/amd64/v8/x",
+        "Linux/AMD64",
+        "linux/am d64",
+    ] {
+        assert!(Platform::parse(bad).is_err(), "{bad:?}");
+    }
+}
