@@ -11,6 +11,7 @@ mod cycles;
 mod guard;
 mod hostnet;
 mod hostport;
+mod podcidr;
 mod reach;
 mod ready;
 mod restart;
