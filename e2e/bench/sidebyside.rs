@@ -21,6 +21,9 @@
 //! ListContainers, ListPodSandbox, and memory (RSS from `status`, PSS from
 //! `smaps_rollup`) of the daemons and of each pod's own processes.
 //!
+//! Last, on berth alone: 250 pods with one container each, 10 at a time
+//! (`scale.rs`; `BERTH_BENCH_SCALE_PODS=N`, 0 skips it).
+//!
 //! `cargo bench --bench sidebyside` runs it all (20 samples per call;
 //! `BERTH_BENCH_SAMPLES=N` for more; `BERTH_BENCH_CONTAINERD_OCI=PATH` for
 //! another OCI runtime under containerd's shim). Without containerd
@@ -32,6 +35,8 @@
 mod procs;
 #[path = "sidebyside/report.rs"]
 mod report;
+#[path = "sidebyside/scale.rs"]
+mod scale;
 #[path = "../support/mod.rs"]
 mod support;
 #[path = "../network/testnet.rs"]
@@ -262,7 +267,24 @@ async fn measure(
         let m = Memory::take(&s.daemon, idle, pods)?;
         memory.push(m);
     }
-    Ok(report::render(sides, &calls, &memory, samples, pods))
+    let mut text = report::render(sides, &calls, &memory, samples, pods);
+    // Scale, on berth alone, with nothing else running.
+    let (n, parallel) = if samples > 1 {
+        (scale::PODS, scale::PARALLEL)
+    } else {
+        (3, 2)
+    };
+    let n = std::env::var("BERTH_BENCH_SCALE_PODS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(n);
+    if n > 0 {
+        for s in sides.iter_mut() {
+            remove_all_pods(s).await?;
+        }
+        text.push_str(&scale::scale(&mut sides[0], busybox, n, parallel).await?);
+    }
+    Ok(text)
 }
 
 /// Which side goes first alternates from sample to sample.

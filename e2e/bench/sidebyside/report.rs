@@ -100,6 +100,10 @@ impl Memory {
 type Row = (&'static str, fn(&Memory) -> u64);
 
 /// Nearest-rank percentile.
+pub fn percentile_of(v: &[Duration], pct: usize) -> Option<Duration> {
+    percentile(v, pct)
+}
+
 fn percentile(v: &[Duration], pct: usize) -> Option<Duration> {
     let mut s = v.to_vec();
     s.sort();
