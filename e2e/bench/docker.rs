@@ -4,6 +4,9 @@
 //!   attach, wait, start, exit, auto-remove), median and p90 of 30 after 3
 //!   warm-up runs; beside it `docker version` (one ping + one request), the
 //!   CLI's own start-up and round-trip cost.
+//! * the same on a bridge network (bridge + host-local + portmap, the
+//!   benchmark's own bridge and /24, removed by the network guard), the
+//!   network Docker users get by default;
 //! * `docker ps -a` with 100 containers (running `sleep`): median and p90 of
 //!   10 runs, beside `docker ps -a` with none.
 //!
@@ -13,6 +16,9 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+#[path = "../network/testnet.rs"]
+#[allow(dead_code)]
+mod testnet;
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +75,27 @@ fn main() {
         "docker run --rm busybox true",
         &time_cli(&e, &["run", "--rm", &image, "true"], runs),
     );
+    {
+        let net = rt.block_on(testnet::TestNet::new(testnet::Plugins {
+            masq: false,
+            portmap: true,
+            firewall: false,
+        }));
+        net.install();
+        let b = rt.block_on(DockerEnv::new(&net.yaml()));
+        let image = b.busybox.clone();
+        // Warm-up: the first run also creates the bridge.
+        for _ in 0..if full { 3 } else { 1 } {
+            b.docker(&["run", "--rm", &image, "true"]).ok();
+        }
+        report(
+            "docker run --rm busybox true (bridge network)",
+            &time_cli(&b, &["run", "--rm", &image, "true"], runs),
+        );
+        assert_eq!(b.docker(&["ps", "-aq"]).ok().out(), "");
+        drop(b);
+        net.finish();
+    }
     report(
         "docker ps -a, 0 containers",
         &time_cli(&e, &["ps", "-a"], 10),

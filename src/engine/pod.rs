@@ -240,10 +240,15 @@ impl Engine {
 
     /// Stops every container of the pod and its infra process. Idempotent.
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), Error> {
-        let Some(mut rec) = self.store.get::<PodRecord>(PODS, id)? else {
+        if self.store.get::<PodRecord>(PODS, id)?.is_none() {
             return Ok(());
-        };
-        // Containers stop together; none waits for another's exit.
+        }
+        self.stop_pod_containers(id).await?;
+        self.stop_pod_infra_and_network(id).await
+    }
+
+    /// Stops every container of the pod together; none waits for another's exit.
+    async fn stop_pod_containers(&self, id: &str) -> Result<(), Error> {
         let containers = self.pod_containers(id)?;
         futures::future::try_join_all(
             containers
@@ -251,7 +256,16 @@ impl Engine {
                 .map(|c| self.stop_container(&c.id, Duration::ZERO)),
         )
         .await?;
+        Ok(())
+    }
+
+    /// The rest of a stop once the containers are stopped: the infra process
+    /// and the pod network.
+    async fn stop_pod_infra_and_network(&self, id: &str) -> Result<(), Error> {
         let _g = self.locks.lock(id).await;
+        let Some(mut rec) = self.store.get::<PodRecord>(PODS, id)? else {
+            return Ok(());
+        };
         // The infra process and the network are independent: its kill and
         // delete run beside CNI DEL (while the pinned netns still exists: the
         // bridge plugin needs it to undo its masquerade rules).
@@ -294,14 +308,19 @@ impl Engine {
         let Some(rec) = self.store.get::<PodRecord>(PODS, id)? else {
             return Ok(());
         };
-        self.stop_pod_sandbox(id).await?;
+        // Once the containers are stopped, their removal (runtime delete,
+        // rootfs unmount) and the rest of the stop (infra, CNI DEL) do not
+        // depend on each other: they run together.
+        self.stop_pod_containers(id).await?;
         let containers = self.pod_containers(id)?;
-        futures::future::try_join_all(
+        let removals = futures::future::try_join_all(
             containers
                 .iter()
                 .map(|c| self.remove_container_inner(&c.id, true)),
-        )
-        .await?;
+        );
+        let (stopped, removed) = tokio::join!(self.stop_pod_infra_and_network(id), removals);
+        stopped?;
+        removed?;
         // Containers removed on their own before: their layers are gone too.
         self.wait_removals(id).await;
         let _g = self.locks.lock(id).await;
