@@ -94,7 +94,8 @@ def test_containerfile_stages_and_inputs():
     assert "docker build -f config/Containerfile" in text
     froms = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M)
     assert froms == [("rust:1-bookworm", "build"), ("debian:bookworm-slim", "")]
-    assert "cargo build --release --locked --bin berthd" in text
+    assert "cargo build --profile dist --locked --bin berthd" in text
+    assert "target/dist/berthd" in text
     for package in ("crun", "containernetworking-plugins", "iptables", "ca-certificates"):
         assert re.search(rf"apt-get install[^\n]*(\\\n[^\n]*)*\b{re.escape(package)}\b", text), package
     assert re.search(r"^COPY --from=build \S+ /usr/local/bin/berthd$", text, re.M)
