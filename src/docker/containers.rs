@@ -183,6 +183,10 @@ async fn inspect(
 /// Docker's answers for start failures keep the words its CLI maps to exit
 /// codes 126/127 ("executable file not found", "permission denied").
 fn start_error(id: &str, e: crate::engine::Error) -> ApiError {
+    // The engine's own words for a command it could not execute are Docker's.
+    if let crate::engine::Error::InvalidArgument(msg) = &e {
+        return ApiError::bad_request(msg.clone());
+    }
     let msg = e.to_string();
     let lower = msg.to_lowercase();
     let status = StatusCode::BAD_REQUEST;
@@ -204,18 +208,19 @@ fn start_error(id: &str, e: crate::engine::Error) -> ApiError {
 
 async fn start(State(d): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let rec = d.container(&id)?;
-    match rec.state {
+    let started = match rec.state {
         ContainerState::Running => return Ok(StatusCode::NOT_MODIFIED.into_response()),
-        ContainerState::Created => d
-            .engine
-            .start_container(&rec.id)
-            .await
-            .map_err(|e| start_error(&rec.id, e))?,
-        ContainerState::Exited => d
-            .engine
-            .restart_container(&rec.id)
-            .await
-            .map_err(|e| start_error(&rec.id, e))?,
+        ContainerState::Created => d.engine.start_container(&rec.id).await,
+        ContainerState::Exited => d.engine.restart_container(&rec.id).await,
+    };
+    if let Err(e) = started {
+        // Docker removes an AutoRemove container whose start failed.
+        if stored_request(&rec).is_some_and(|r| r.host_config.auto_remove) {
+            if let Err(re) = remove_container(&d, &rec).await {
+                warn!(container = %rec.id, error = %re, "failed to auto-remove a container whose start failed");
+            }
+        }
+        return Err(start_error(&rec.id, e));
     }
     d.watch(&rec.id);
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -130,7 +130,7 @@ async fn create(
     }
     match d
         .engine
-        .create_container_as(&pod_id, ctr_cfg, id.clone())
+        .create_container_deferring_exec(&pod_id, ctr_cfg, id.clone())
         .await
     {
         Ok(_) => {}

@@ -546,7 +546,7 @@ pub async fn inspect(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
             "OOMKilled": rec.reason == "OOMKilled",
             "Dead": false,
             "Pid": if running { rec.pid.map(|p| p.pid).unwrap_or(0) } else { 0 },
-            "ExitCode": if rec.state == ContainerState::Exited { rec.exit_code } else { 0 },
+            "ExitCode": if rec.state == ContainerState::Exited || rec.reason == "StartError" { rec.exit_code } else { 0 },
             "Error": error,
             "StartedAt": rfc3339(rec.started_at),
             "FinishedAt": rfc3339(rec.finished_at),
