@@ -411,8 +411,9 @@ async fn replay_log(
         Err(e) => return Err(e),
     };
     let mut parser = super::logs::Parser::default();
-    for line in data.split(|b| *b == b'\n') {
-        let Some(m) = parser.line(line) else { continue };
+    let lines = data.split(|b| *b == b'\n');
+    let msgs: Vec<_> = lines.filter_map(|l| parser.line(l)).collect();
+    for m in msgs.into_iter().chain(parser.flush()) {
         let wanted = if m.stream == STDOUT {
             plan.stdout
         } else {

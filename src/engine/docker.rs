@@ -26,6 +26,9 @@ pub const POD_ATTRIBUTE: &str = "io.berth.pod";
 pub const CONFIG_ANNOTATION: &str = "io.berth.docker.config";
 /// Container annotation: the signal that stops it (`SIGQUIT`, `9`), over the image's.
 pub const STOP_SIGNAL_ANNOTATION: &str = "io.berth.stop-signal";
+/// Container annotation: `<max bytes>:<max files>`, the monitor rotates
+/// the container's log (Docker's json-file `max-size` / `max-file`).
+pub const LOG_ROTATE_ANNOTATION: &str = "io.berth.log-rotate";
 /// Pod annotation: `none` = a network namespace with only loopback (no CNI).
 pub const NETWORK_ANNOTATION: &str = "io.berth.network";
 

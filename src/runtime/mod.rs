@@ -22,6 +22,7 @@ mod resources;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
+pub mod tmpfs;
 pub mod user;
 pub mod userns;
 

@@ -86,6 +86,19 @@ pub struct HostConfig {
     pub security_opt: Option<Vec<String>>,
     pub tmpfs: Option<HashMap<String, String>>,
     pub oom_score_adj: i64,
+    pub log_config: Option<LogConfig>,
+    pub init: Option<bool>,
+}
+
+/// `HostConfig.LogConfig`: berth writes one log format, reported to Docker
+/// clients as `json-file` (what they read logs from); `max-size` and
+/// `max-file` rotate it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub config: Option<HashMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -104,6 +117,15 @@ pub struct MountSpec {
     pub target: String,
     pub read_only: bool,
     pub bind_options: Option<BindOptions>,
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    pub size_bytes: i64,
+    /// The file mode, as a number (0o1777 = 1023).
+    pub mode: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
