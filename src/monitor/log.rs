@@ -173,7 +173,8 @@ mod tests {
                 (false, "hello".into()),
                 (false, "world".into()),
                 (false, "".into()),
-                (false, "tail".into())
+                // No newline at the end: a partial record.
+                (true, "tail".into())
             ]
         );
     }
