@@ -11,6 +11,7 @@ mod images;
 mod logs;
 mod network;
 mod networks;
+mod options;
 mod restart;
 mod run;
 mod sdk;

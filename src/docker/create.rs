@@ -27,7 +27,7 @@ mod request;
 
 use mounts::mounts;
 use request::PortBinding;
-pub use request::{stored_request, CreateRequest};
+pub use request::{check_restart_policy, stored_request, CreateRequest, RestartPolicy};
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/containers/create", post(create))
@@ -87,6 +87,9 @@ async fn create(
         .map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
     if req.image.is_empty() {
         return Err(ApiError::bad_request("config must name an Image"));
+    }
+    if let Some(p) = &req.host_config.restart_policy {
+        check_restart_policy(p, false)?;
     }
     let taken = names(&d)?;
     let name = match p.name.as_deref().map(|n| n.trim_start_matches('/')) {
@@ -154,6 +157,9 @@ async fn create(
 }
 
 /// `ExtraHosts` (`host:ip` or `host=ip`) appended to the pod's /etc/hosts.
+/// `host-gateway` is the host's address on the container's network (the
+/// gateway CNI gave it: a bridge's address); with the host's network,
+/// 127.0.0.1.
 fn add_hosts(d: &Shared, pod_id: &str, hosts: &[String]) -> Result<(), ApiError> {
     let mut lines = String::new();
     for h in hosts {
@@ -164,9 +170,9 @@ fn add_hosts(d: &Shared, pod_id: &str, hosts: &[String]) -> Result<(), ApiError>
                 ApiError::bad_request(format!("invalid extra host {h:?}: want host:ip"))
             })?;
         let ip = if ip == "host-gateway" {
-            "127.0.0.1"
+            host_gateway(d, pod_id)?
         } else {
-            ip
+            ip.to_string()
         };
         ip.parse::<std::net::IpAddr>().map_err(|_| {
             ApiError::bad_request(format!("invalid IP address in extra host {h:?}"))
@@ -175,6 +181,27 @@ fn add_hosts(d: &Shared, pod_id: &str, hosts: &[String]) -> Result<(), ApiError>
     }
     d.engine.append_pod_hosts(pod_id, &lines)?;
     Ok(())
+}
+
+/// What `host-gateway` means for a pod (see [`add_hosts`]).
+fn host_gateway(d: &Shared, pod_id: &str) -> Result<String, ApiError> {
+    let pod = d.engine.pod(pod_id)?;
+    if let Some(g) = pod.gateways.first() {
+        return Ok(g.clone());
+    }
+    let host_net = pod
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network() == cri::NamespaceMode::Node);
+    if host_net {
+        return Ok("127.0.0.1".into());
+    }
+    Err(ApiError::bad_request(
+        "host-gateway: the container's network has no gateway to the host (its CNI result names none)",
+    ))
 }
 
 /// `HostConfig.LogConfig`: the json-file driver (or none named) with its
@@ -553,6 +580,13 @@ fn container_config(
         annotations.insert(
             crate::engine::docker::LOG_ROTATE_ANNOTATION.into(),
             format!("{}:{}", rotate.0, rotate.1),
+        );
+    }
+    if req.host_config.init == Some(true) {
+        let init = d.engine.docker_init()?;
+        annotations.insert(
+            crate::runtime::init::INIT_ANNOTATION.into(),
+            init.display().to_string(),
         );
     }
     let tmpfs = mounts::tmpfs(req)?;

@@ -424,6 +424,17 @@ impl Engine {
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout`.
     pub async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), Error> {
+        self.stop_container_with(id, timeout, None).await
+    }
+
+    /// [`Engine::stop_container`] with `signal` (a name like `INT`, or a
+    /// number) instead of the container's stop signal (Docker's `stop --signal`).
+    pub async fn stop_container_with(
+        &self,
+        id: &str,
+        timeout: Duration,
+        signal: Option<&str>,
+    ) -> Result<(), Error> {
         let _g = self.locks.lock(id).await;
         let Some(rec) = self.refreshed(id)? else {
             return Err(Error::NotFound(format!("container {id} not found")));
@@ -433,7 +444,10 @@ impl Engine {
         }
         let oci = self.oci(&rec.runtime_handler)?;
         if !timeout.is_zero() {
-            let signal = self.stop_signal(&rec).await;
+            let signal = match signal {
+                Some(s) => s.trim_start_matches("SIG").to_string(),
+                None => self.stop_signal(&rec).await,
+            };
             // The stop signal goes to the container's init only (as `crun
             // kill` without --all does): straight from here when it has a
             // plain name, saving a runtime process on every stop.

@@ -204,6 +204,29 @@ impl Engine {
         self.put_container(&rec)
     }
 
+    /// The init binary of `docker run --init` (`docker.init`), checked to exist.
+    pub fn docker_init(&self) -> Result<PathBuf, Error> {
+        let p = self.config.docker.init.clone();
+        if !p.is_file() {
+            return Err(Error::FailedPrecondition(format!(
+                "--init needs a static init binary at {} (docker.init; Debian's tini package has /usr/bin/tini-static)",
+                p.display()
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Replaces the stored Docker create request of a container (e.g. a new
+    /// restart policy from `docker update`), in any state.
+    pub async fn set_docker_config(&self, id: &str, docker_config: String) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let mut rec = self.container(id)?;
+        rec.config
+            .annotations
+            .insert(CONFIG_ANNOTATION.into(), docker_config);
+        self.put_container(&rec)
+    }
+
     /// Appends `lines` to a pod's /etc/hosts (Docker's `ExtraHosts`).
     pub fn append_pod_hosts(&self, pod_id: &str, lines: &str) -> Result<(), Error> {
         use std::io::Write;

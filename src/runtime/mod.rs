@@ -15,6 +15,7 @@ pub mod apparmor;
 pub mod caps;
 pub mod devices;
 mod error;
+pub mod init;
 pub mod mounts;
 mod namespaces;
 pub mod process;

@@ -184,6 +184,11 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     }
     let user = resolve_user(inputs.rootfs, &user_request(sc, image))?;
     let mut process = build_process(inputs, image, &user, privileged)?;
+    if let Some(init) = container.annotations.get(super::init::INIT_ANNOTATION) {
+        let args = process.args().clone().unwrap_or_default();
+        process.set_args(Some(super::init::wrap(args)));
+        mounts.mounts.push(super::init::mount(init)?);
+    }
     process
         .set_capabilities(Some(capabilities))
         .set_oom_score_adj(oom_score_adj(res_cfg, inputs.min_oom_score_adj)?)

@@ -141,6 +141,42 @@ pub struct RestartPolicy {
     pub maximum_retry_count: i64,
 }
 
+/// A restart policy as Docker accepts it (`no`, `always`, `unless-stopped`,
+/// `on-failure[:N]`; a retry count only with on-failure; none with AutoRemove).
+pub fn check_restart_policy(
+    p: &RestartPolicy,
+    auto_remove: bool,
+) -> Result<(), crate::docker::ApiError> {
+    use crate::docker::ApiError;
+    match p.name.as_str() {
+        "" | "no" => {}
+        "always" | "unless-stopped" | "on-failure" if auto_remove => {
+            return Err(ApiError::bad_request(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container",
+            ))
+        }
+        "always" | "unless-stopped" => {}
+        "on-failure" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if p.maximum_retry_count < 0 {
+        return Err(ApiError::bad_request(
+            "invalid restart policy: maximum retry count can't be negative",
+        ));
+    }
+    if p.maximum_retry_count > 0 && p.name != "on-failure" {
+        return Err(ApiError::bad_request(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure' ({})",
+            p.name
+        )));
+    }
+    Ok(())
+}
+
 /// The stored create request of a Docker-made container.
 pub fn stored_request(rec: &crate::engine::records::ContainerRecord) -> Option<CreateRequest> {
     rec.config
