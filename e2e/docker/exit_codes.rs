@@ -29,7 +29,12 @@ async fn missing_and_non_executable_commands_fail_at_start() {
     let b = e.busybox.clone();
     for (name, cmd, code, words) in [
         ("missing", "/nonexistent", 127, "no such file or directory"),
-        ("noname", "nosuchcommand", 127, "executable file not found in $PATH"),
+        (
+            "noname",
+            "nosuchcommand",
+            127,
+            "executable file not found in $PATH",
+        ),
         ("notexec", "/etc/passwd", 126, "permission denied"),
     ] {
         let r = e.docker(&["run", "--name", name, &b, cmd]);
@@ -38,9 +43,19 @@ async fn missing_and_non_executable_commands_fail_at_start() {
         let (status, exit, error) = state(&e, name);
         assert_eq!(status, "created", "{name}");
         assert_eq!(exit, code.to_string(), "{name}");
-        assert!(error.contains(words) && error.contains(cmd), "{name}: {error}");
+        assert!(
+            error.contains(words) && error.contains(cmd),
+            "{name}: {error}"
+        );
         let ps = e
-            .docker(&["ps", "-a", "--filter", &format!("name={name}"), "--format", "{{.Status}}"])
+            .docker(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("name={name}"),
+                "--format",
+                "{{.Status}}",
+            ])
             .ok();
         assert_eq!(ps.out(), "Created", "{name}");
         // A second start fails the same way.
@@ -64,10 +79,15 @@ async fn missing_and_non_executable_commands_fail_at_start() {
     e.docker(&["cp", &script.display().to_string(), "later:/hello"])
         .ok();
     let r = e.docker(&["start", "-a", "later"]);
-    assert_eq!((r.code, r.stdout.as_str()), (0, "hello from a copied file\n"), "{r:?}");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "hello from a copied file\n"),
+        "{r:?}"
+    );
 
     // Removal of a never-started container leaves nothing behind.
-    e.docker(&["rm", "missing", "noname", "notexec", "later"]).ok();
+    e.docker(&["rm", "missing", "noname", "notexec", "later"])
+        .ok();
     assert_eq!(e.docker(&["ps", "-aq"]).ok().out(), "");
     let log = e.d.log();
     assert!(!log.contains("panicked"), "berthd panicked:\n{log}");

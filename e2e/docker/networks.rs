@@ -265,7 +265,11 @@ async fn containers_on_a_user_network_reach_each_other() {
             "grep host.docker.internal /etc/hosts; ping -c1 -W5 host.docker.internal >/dev/null && echo reached",
         ])
         .ok();
-    assert_eq!(gw.out(), "10.89.77.1\thost.docker.internal\nreached", "{gw:?}");
+    assert_eq!(
+        gw.out(),
+        "10.89.77.1\thost.docker.internal\nreached",
+        "{gw:?}"
+    );
     let members = e
         .docker(&[
             "network",

@@ -44,7 +44,11 @@ except docker.errors.ContainerError as err:
         .output()
         .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
@@ -62,12 +66,22 @@ except docker.errors.ContainerError as err:
 #[tokio::test]
 async fn logs_keep_a_last_line_without_newline_and_report_json_file() {
     let e = DockerEnv::new("").await;
-    e.docker(&["run", "--name", "p", &e.busybox, "sh", "-c", "echo one; printf abc"])
-        .ok();
+    e.docker(&[
+        "run",
+        "--name",
+        "p",
+        &e.busybox,
+        "sh",
+        "-c",
+        "echo one; printf abc",
+    ])
+    .ok();
     assert_eq!(e.docker(&["logs", "p"]).ok().stdout, "one\nabc");
     assert_eq!(e.docker(&["logs", "--tail", "1", "p"]).ok().stdout, "abc");
     assert_eq!(e.docker(&["logs", "-f", "p"]).ok().stdout, "one\nabc");
-    let r = e.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "p"]).ok();
+    let r = e
+        .docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "p"])
+        .ok();
     assert_eq!(r.out(), "json-file");
     let r = e.docker(&["info", "-f", "{{.LoggingDriver}}"]).ok();
     assert_eq!(r.out(), "json-file");
@@ -75,5 +89,25 @@ async fn logs_keep_a_last_line_without_newline_and_report_json_file() {
     let r = e.docker(&["run", "--rm", "--log-driver", "syslog", &e.busybox, "true"]);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("syslog"), "{r:?}");
+    // Rotation options are refused too (the log does not rotate yet).
+    let r = e.docker(&[
+        "run",
+        "--rm",
+        "--log-opt",
+        "max-size=1m",
+        &e.busybox,
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("max-size"), "{r:?}");
+    e.docker(&[
+        "run",
+        "--rm",
+        "--log-driver",
+        "json-file",
+        &e.busybox,
+        "true",
+    ])
+    .ok();
     e.docker(&["rm", "p"]).ok();
 }

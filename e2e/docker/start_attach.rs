@@ -31,7 +31,13 @@ async fn start_attached_prints_every_run() {
     let e = DockerEnv::new("").await;
     let b = e.busybox.clone();
     e.docker(&[
-        "create", "--name", "twice", &b, "sh", "-c", "echo run-out; echo run-err >&2; exit 3",
+        "create",
+        "--name",
+        "twice",
+        &b,
+        "sh",
+        "-c",
+        "echo run-out; echo run-err >&2; exit 3",
     ])
     .ok();
     for round in 0..3 {
@@ -84,7 +90,9 @@ async fn a_killed_run_i_client_closes_the_containers_stdin() {
         "cat still runs after its StdinOnce client died: {}",
         status(&e, "once")
     );
-    let code = e.docker(&["inspect", "-f", "{{.State.ExitCode}}", "once"]).ok();
+    let code = e
+        .docker(&["inspect", "-f", "{{.State.ExitCode}}", "once"])
+        .ok();
     assert_eq!(code.out(), "0", "cat saw EOF and ended normally");
 
     e.docker(&["rm", "-f", "once"]).ok();

@@ -204,68 +204,25 @@ fn host_gateway(d: &Shared, pod_id: &str) -> Result<String, ApiError> {
     ))
 }
 
-/// `HostConfig.LogConfig`: the json-file driver (or none named) with its
-/// `max-size` / `max-file` → (bytes, files) when the log is to rotate.
-/// Other drivers and options are refused rather than ignored.
-fn log_rotation(req: &CreateRequest) -> Result<Option<(u64, u32)>, ApiError> {
+/// `HostConfig.LogConfig`: the json-file driver (or none named). Other
+/// drivers and every option are refused rather than ignored: the log does
+/// not rotate yet (`max-size`/`max-file`).
+fn check_log_config(req: &CreateRequest) -> Result<(), ApiError> {
     let Some(lc) = &req.host_config.log_config else {
-        return Ok(None);
+        return Ok(());
     };
     if !matches!(lc.kind.as_str(), "" | "json-file") {
         return Err(ApiError::bad_request(format!(
-            "logging driver {:?} is not supported: berth keeps every container's log as json-file (max-size, max-file)",
+            "logging driver {:?} is not supported: berth keeps every container's log as json-file",
             lc.kind
         )));
     }
-    let opts = lc.config.clone().unwrap_or_default();
-    let mut size = None;
-    let mut files = 1u32;
-    for (k, v) in &opts {
-        match k.as_str() {
-            "max-size" => {
-                if v != "-1" {
-                    size = Some(parse_bytes(v).ok_or_else(|| {
-                        ApiError::bad_request(format!("invalid log option max-size {v:?}"))
-                    })?);
-                }
-            }
-            "max-file" => {
-                files = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("invalid log option max-file {v:?}"))
-                    })?;
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown log opt '{other}' for json-file log driver (berth has max-size and max-file)"
-                )))
-            }
-        }
+    if let Some(k) = lc.config.iter().flatten().map(|(k, _)| k).min() {
+        return Err(ApiError::bad_request(format!(
+            "log opt '{k}' is not supported: berth does not rotate container logs yet"
+        )));
     }
-    match size {
-        Some(s) => Ok(Some((s, files))),
-        None if files > 1 => Err(ApiError::bad_request(
-            "max-file cannot be set without max-size",
-        )),
-        None => Ok(None),
-    }
-}
-
-/// `10`, `10k`, `10m`, `1g` (and `kb`, `mb`, `gb`; powers of 1024) → bytes.
-fn parse_bytes(v: &str) -> Option<u64> {
-    let lower = v.trim().to_ascii_lowercase();
-    let t = lower.trim_end_matches('b');
-    let (digits, mult) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1u64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = digits.parse().ok()?;
-    n.checked_mul(mult).filter(|b| *b > 0)
+    Ok(())
 }
 
 /// A free TCP port on `ip` for a binding without a host port.
@@ -576,12 +533,7 @@ fn container_config(
         (NAME_ANNOTATION.to_string(), name.to_string()),
         (CONFIG_ANNOTATION.to_string(), body.to_string()),
     ]);
-    if let Some(rotate) = log_rotation(req)? {
-        annotations.insert(
-            crate::engine::docker::LOG_ROTATE_ANNOTATION.into(),
-            format!("{}:{}", rotate.0, rotate.1),
-        );
-    }
+    check_log_config(req)?;
     if req.host_config.init == Some(true) {
         let init = d.engine.docker_init()?;
         annotations.insert(

@@ -130,9 +130,7 @@ impl Parser {
             .pending
             .iter_mut()
             .zip([STDOUT, STDERR])
-            .filter_map(|(slot, stream)| {
-                slot.take().map(|(ts, line)| Message { ts, stream, line })
-            })
+            .filter_map(|(slot, stream)| slot.take().map(|(ts, line)| Message { ts, stream, line }))
             .collect();
         out.sort_by_key(|m| m.ts);
         out

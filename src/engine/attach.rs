@@ -48,7 +48,9 @@ pub(crate) struct AttachWaiters(Mutex<HashMap<String, Vec<oneshot::Sender<Handof
 
 impl AttachWaiters {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Handoff>>>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn add(&self, id: &str) -> oneshot::Receiver<Handoff> {

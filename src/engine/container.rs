@@ -971,13 +971,27 @@ mod exec_failure_tests {
         let crun = "/usr/bin/crun create failed (exit status: 1): executable file `/nope` not found in $PATH: No such file or directory";
         let (code, msg) = exec_failure_of(crun, "/nope").unwrap();
         assert_eq!(code, 127);
-        assert!(msg.ends_with(r#"exec: "/nope": stat /nope: no such file or directory"#), "{msg}");
-        let (code, msg) = exec_failure_of("executable file `nope` not found in $PATH: No such file or directory", "nope").unwrap();
+        assert!(
+            msg.ends_with(r#"exec: "/nope": stat /nope: no such file or directory"#),
+            "{msg}"
+        );
+        let (code, msg) = exec_failure_of(
+            "executable file `nope` not found in $PATH: No such file or directory",
+            "nope",
+        )
+        .unwrap();
         assert_eq!(code, 127);
         assert!(msg.contains("executable file not found in $PATH"), "{msg}");
-        let (code, msg) = exec_failure_of("crun create failed: open executable: Permission denied", "/etc/passwd").unwrap();
+        let (code, msg) = exec_failure_of(
+            "crun create failed: open executable: Permission denied",
+            "/etc/passwd",
+        )
+        .unwrap();
         assert_eq!(code, 126);
-        assert!(msg.ends_with(r#"exec: "/etc/passwd": permission denied"#), "{msg}");
+        assert!(
+            msg.ends_with(r#"exec: "/etc/passwd": permission denied"#),
+            "{msg}"
+        );
         let runc = r#"runc create failed: unable to start container process: exec: "/x": permission denied"#;
         assert_eq!(exec_failure_of(runc, "/x").unwrap().0, 126);
         assert!(exec_failure_of("mount `/proc`: No such file or directory", "/bin/sh").is_none());

@@ -26,9 +26,6 @@ pub const POD_ATTRIBUTE: &str = "io.berth.pod";
 pub const CONFIG_ANNOTATION: &str = "io.berth.docker.config";
 /// Container annotation: the signal that stops it (`SIGQUIT`, `9`), over the image's.
 pub const STOP_SIGNAL_ANNOTATION: &str = "io.berth.stop-signal";
-/// Container annotation: `<max bytes>:<max files>`, the monitor rotates
-/// the container's log (Docker's json-file `max-size` / `max-file`).
-pub const LOG_ROTATE_ANNOTATION: &str = "io.berth.log-rotate";
 /// Pod annotation: `none` = a network namespace with only loopback (no CNI).
 pub const NETWORK_ANNOTATION: &str = "io.berth.network";
 
@@ -153,9 +150,7 @@ impl Engine {
         let cfg: MonitorConfig = std::fs::read(&monitor_json)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| {
-                Error::internal(format!("failed to read {}", monitor_json.display()))
-            })?;
+            .ok_or_else(|| Error::internal(format!("failed to read {}", monitor_json.display())))?;
         let _ = std::fs::remove_file(rec.exit_file());
         // After a host reboot the rootfs mount is gone: mount it again.
         let rootfs = rec.rootfs();

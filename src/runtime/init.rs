@@ -33,7 +33,12 @@ pub fn mount(host_binary: &str) -> Result<Mount, SpecError> {
         .destination(INIT_PATH)
         .typ("bind")
         .source(host_binary)
-        .options(vec!["bind".into(), "ro".into(), "nosuid".into(), "nodev".into()])
+        .options(vec![
+            "bind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "nodev".into(),
+        ])
         .build()?)
 }
 

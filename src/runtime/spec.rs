@@ -130,7 +130,10 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
             readonly_rootfs,
         },
     )?;
-    super::tmpfs::add(&mut mounts, &super::tmpfs::from_annotations(&container.annotations)?)?;
+    super::tmpfs::add(
+        &mut mounts,
+        &super::tmpfs::from_annotations(&container.annotations)?,
+    )?;
     if userns.is_some() {
         // Volumes are idmapped to the pod's ids (crun's `idmap` takes the
         // container's mappings): what root writes is owned by host root.

@@ -38,10 +38,17 @@ impl TmpfsMount {
     /// suffix), `mode=` (octal), `uid=`, `gid=`, `nr_inodes=`, `nr_blocks=`.
     pub fn new(path: &str, options: &[&str]) -> Result<TmpfsMount, String> {
         if !path.starts_with('/') || path == "/" {
-            return Err(format!("invalid tmpfs mount point {path:?}: it must be an absolute path other than /"));
+            return Err(format!(
+                "invalid tmpfs mount point {path:?}: it must be an absolute path other than /"
+            ));
         }
-        if Path::new(path).components().any(|c| c == std::path::Component::ParentDir) {
-            return Err(format!("invalid tmpfs mount point {path:?}: .. is not allowed"));
+        if Path::new(path)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!(
+                "invalid tmpfs mount point {path:?}: .. is not allowed"
+            ));
         }
         let mut flags: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
         let mut data: Vec<(String, String)> = Vec::new();
@@ -49,7 +56,11 @@ impl TmpfsMount {
             if let Some((k, v)) = o.split_once('=') {
                 let ok = match k {
                     "size" => valid_size(v),
-                    "mode" => !v.is_empty() && v.len() <= 4 && v.bytes().all(|b| (b'0'..=b'7').contains(&b)),
+                    "mode" => {
+                        !v.is_empty()
+                            && v.len() <= 4
+                            && v.bytes().all(|b| (b'0'..=b'7').contains(&b))
+                    }
                     "uid" | "gid" => v.parse::<u32>().is_ok(),
                     "nr_inodes" | "nr_blocks" => valid_size(v),
                     _ => return Err(format!("invalid tmpfs option {o:?}")),
@@ -125,7 +136,10 @@ mod tests {
     #[test]
     fn options_have_docker_defaults_and_are_checked() {
         let t = TmpfsMount::new("/t", &["size=1m", "mode=1777"]).unwrap();
-        assert_eq!(t.options, ["nosuid", "nodev", "noexec", "size=1m", "mode=1777"]);
+        assert_eq!(
+            t.options,
+            ["nosuid", "nodev", "noexec", "size=1m", "mode=1777"]
+        );
         let t = TmpfsMount::new("/t", &["exec", "size=65536"]).unwrap();
         assert_eq!(t.options, ["nosuid", "nodev", "exec", "size=65536"]);
         assert!(TmpfsMount::new("/t", &["size=lots"]).is_err());
@@ -159,8 +173,16 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(plan.mounts.len(), before + 2, "/dev/mqueue replaced the default");
-        let dests: Vec<_> = plan.mounts.iter().map(|m| m.destination().display().to_string()).collect();
+        assert_eq!(
+            plan.mounts.len(),
+            before + 2,
+            "/dev/mqueue replaced the default"
+        );
+        let dests: Vec<_> = plan
+            .mounts
+            .iter()
+            .map(|m| m.destination().display().to_string())
+            .collect();
         let pos = |d: &str| dests.iter().position(|x| x == d).unwrap();
         assert!(pos("/run") < pos("/run/a"), "{dests:?}");
         assert!(pos("/dev") < pos("/dev/mqueue"), "{dests:?}");

@@ -163,7 +163,10 @@ pub(super) fn tmpfs(req: &CreateRequest) -> Result<Vec<TmpfsMount>, ApiError> {
     }
     for (i, t) in out.iter().enumerate() {
         if out[..i].iter().any(|o| o.path == t.path) {
-            return Err(ApiError::bad_request(format!("Duplicate mount point: {}", t.path)));
+            return Err(ApiError::bad_request(format!(
+                "Duplicate mount point: {}",
+                t.path
+            )));
         }
     }
     Ok(out)

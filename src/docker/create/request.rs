@@ -91,8 +91,7 @@ pub struct HostConfig {
 }
 
 /// `HostConfig.LogConfig`: berth writes one log format, reported to Docker
-/// clients as `json-file` (what they read logs from); `max-size` and
-/// `max-file` rotate it.
+/// clients as `json-file` (what they read logs from).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct LogConfig {
