@@ -20,7 +20,7 @@ log() { printf '\n==> %s\n' "$*"; }
 packages=(
     crun runc containernetworking-plugins iptables busybox-static docker-registry
     skopeo protobuf-compiler zstd apache2-utils tar prometheus
-    build-essential pkg-config ca-certificates curl openssl bsdutils procps
+    build-essential pkg-config ca-certificates curl openssl bsdutils procps tini
 )
 missing=()
 for p in "${packages[@]}"; do
