@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 host for berthd, as root; safe to run again.
 #
-#   1. the packages berthd runs with (OCI runtimes, CNI plugins, iptables);
+#   1. the packages berthd runs with (OCI runtimes, CNI plugins, iptables, tini for --init);
 #      --no-install skips this step;
 #   2. a cgroup layout the OCI runtimes accept: on a v1/hybrid host (tmpfs at
 #      /sys/fs/cgroup) every enabled controller that has a v2 interface but no
@@ -33,7 +33,7 @@ log() { echo "prepare-host: $*" >&2; }
 
 if [ "$install" = 1 ]; then
     need=()
-    for pkg in crun runc containernetworking-plugins iptables; do
+    for pkg in crun runc containernetworking-plugins iptables tini; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
             need+=("$pkg")
     done

@@ -20,7 +20,7 @@ log() { printf '\n==> %s\n' "$*"; }
 packages=(
     crun runc containernetworking-plugins iptables busybox-static docker-registry
     skopeo protobuf-compiler zstd apache2-utils tar prometheus
-    build-essential pkg-config ca-certificates curl openssl bsdutils procps
+    build-essential pkg-config ca-certificates curl openssl bsdutils procps tini
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -39,6 +39,17 @@ fi
 if [ ! -x /usr/local/bin/docker ]; then
     echo "e2e/test.sh: the Docker API tests need the docker CLI at /usr/local/bin/docker" >&2
     exit 1
+fi
+
+# The Docker SDK for Python (what docker-py users run), from PyPI into a venv
+# under the build dir; the e2e tests find it at target/e2e-venv.
+if ! target/e2e-venv/bin/python -c 'import docker' 2>/dev/null; then
+    log "installing the Docker SDK for Python into target/e2e-venv"
+    dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
+        apt-get install -y --no-install-recommends python3-venv
+    python3 -m venv target/e2e-venv &&
+        target/e2e-venv/bin/pip install --quiet 'docker==7.1.0' ||
+        echo "warning: the Docker SDK for Python could not be installed; its tests will fail" >&2
 fi
 
 # --- Rust toolchain --------------------------------------------------------

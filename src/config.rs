@@ -83,6 +83,8 @@ pub struct DockerConfig {
     /// TCP listen address; refused unless `tls` has cert, key and ca.
     pub tcp: Option<String>,
     pub tls: TlsConfig,
+    /// The static init `docker run --init` runs as PID 1 (Debian's tini).
+    pub init: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -197,6 +199,7 @@ impl Default for DockerConfig {
             socket: "/run/berth/docker.sock".into(),
             tcp: None,
             tls: TlsConfig::default(),
+            init: "/usr/bin/tini-static".into(),
         }
     }
 }

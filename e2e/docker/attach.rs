@@ -124,7 +124,9 @@ async fn attach_to_a_running_container_and_resize() {
     let r = e.docker(&["attach", &id]);
     assert_ne!(r.code, 0, "attach to a stopped container: {r:?}");
     // logs=1 replays what the container printed (here: all of it, as it
-    // has exited), then the attach ends.
+    // has exited), then the attach ends (stream=0: with stream=1 an attach
+    // to an exited container waits for its next start, as Docker's does
+    // and `docker start -a` relies on; see start_attach.rs).
     let api = e.bollard();
     let replay = api
         .attach_container(
@@ -132,7 +134,7 @@ async fn attach_to_a_running_container_and_resize() {
             Some(
                 bollard::query_parameters::AttachContainerOptionsBuilder::new()
                     .logs(true)
-                    .stream(true)
+                    .stream(false)
                     .stdout(true)
                     .build(),
             ),

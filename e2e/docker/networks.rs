@@ -249,6 +249,27 @@ async fn containers_on_a_user_network_reach_each_other() {
         ])
         .ok();
     assert_eq!(got.out(), token);
+    // host-gateway: the host's address on this network (its bridge's, the
+    // gateway host-local gave), which the container reaches.
+    let gw = e
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "mynet",
+            "--add-host",
+            "host.docker.internal:host-gateway",
+            &e.busybox,
+            "sh",
+            "-c",
+            "grep host.docker.internal /etc/hosts; ping -c1 -W5 host.docker.internal >/dev/null && echo reached",
+        ])
+        .ok();
+    assert_eq!(
+        gw.out(),
+        "10.89.77.1\thost.docker.internal\nreached",
+        "{gw:?}"
+    );
     let members = e
         .docker(&[
             "network",

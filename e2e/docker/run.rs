@@ -97,19 +97,18 @@ async fn run_options_env_workdir_user_entrypoint() {
 #[tokio::test]
 async fn run_missing_command_and_missing_image_fail_clearly() {
     let e = DockerEnv::new("").await;
-    // crun resolves the command when the container is created, so this is a
-    // create error (Docker's CLI exits 125; Docker Engine, creating the task
-    // at start, makes it 127).
+    // As Docker: the start fails with 127, and --rm removes the container
+    // (exit_codes.rs has the rest).
     let r = e.docker(&["run", "--rm", &e.busybox, "/no/such/binary"]);
-    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 127, "{r:?}");
     assert!(
-        r.stderr.contains("/no/such/binary") && r.stderr.contains("not found"),
+        r.stderr.contains("/no/such/binary") && r.stderr.contains("no such file or directory"),
         "{r:?}"
     );
     assert_eq!(
         e.docker(&["ps", "-aq"]).ok().out(),
         "",
-        "a failed create leaves nothing"
+        "a failed --rm run leaves nothing"
     );
     let missing = format!("{}/test/nothing:here", e.reg.addr());
     let r = e.docker(&["run", "--rm", &missing, "true"]);

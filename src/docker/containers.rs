@@ -183,6 +183,10 @@ async fn inspect(
 /// Docker's answers for start failures keep the words its CLI maps to exit
 /// codes 126/127 ("executable file not found", "permission denied").
 fn start_error(id: &str, e: crate::engine::Error) -> ApiError {
+    // The engine's own words for a command it could not execute are Docker's.
+    if let crate::engine::Error::InvalidArgument(msg) = &e {
+        return ApiError::bad_request(msg.clone());
+    }
     let msg = e.to_string();
     let lower = msg.to_lowercase();
     let status = StatusCode::BAD_REQUEST;
@@ -204,18 +208,19 @@ fn start_error(id: &str, e: crate::engine::Error) -> ApiError {
 
 async fn start(State(d): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let rec = d.container(&id)?;
-    match rec.state {
+    let started = match rec.state {
         ContainerState::Running => return Ok(StatusCode::NOT_MODIFIED.into_response()),
-        ContainerState::Created => d
-            .engine
-            .start_container(&rec.id)
-            .await
-            .map_err(|e| start_error(&rec.id, e))?,
-        ContainerState::Exited => d
-            .engine
-            .restart_container(&rec.id)
-            .await
-            .map_err(|e| start_error(&rec.id, e))?,
+        ContainerState::Created => d.engine.start_container(&rec.id).await,
+        ContainerState::Exited => d.engine.restart_container(&rec.id).await,
+    };
+    if let Err(e) = started {
+        // Docker removes an AutoRemove container whose start failed.
+        if stored_request(&rec).is_some_and(|r| r.host_config.auto_remove) {
+            if let Err(re) = remove_container(&d, &rec).await {
+                warn!(container = %rec.id, error = %re, "failed to auto-remove a container whose start failed");
+            }
+        }
+        return Err(start_error(&rec.id, e));
     }
     d.watch(&rec.id);
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -241,8 +246,14 @@ fn stop_timeout(rec: &ContainerRecord, t: Option<i64>) -> Duration {
     }
 }
 
-/// Stops a running container (unpausing it first); false if it was not running.
-async fn stop_running(d: &Shared, rec: &ContainerRecord, t: Option<i64>) -> Result<bool, ApiError> {
+/// Stops a running container (unpausing it first) with `signal` or its own
+/// stop signal; false if it was not running.
+async fn stop_running(
+    d: &Shared,
+    rec: &ContainerRecord,
+    t: Option<i64>,
+    signal: Option<&str>,
+) -> Result<bool, ApiError> {
     if rec.state != ContainerState::Running {
         return Ok(false);
     }
@@ -251,7 +262,7 @@ async fn stop_running(d: &Shared, rec: &ContainerRecord, t: Option<i64>) -> Resu
         d.engine.set_paused(&rec.id, false).await?;
     }
     d.engine
-        .stop_container(&rec.id, stop_timeout(rec, t))
+        .stop_container_with(&rec.id, stop_timeout(rec, t), signal)
         .await?;
     if let Some(r) = d.engine.refreshed(&rec.id)? {
         d.engine.emit_container("stop", &r, &[]);
@@ -265,14 +276,12 @@ async fn stop(
     Query(p): Query<StopParams>,
 ) -> Result<Response, ApiError> {
     let rec = d.container(&id)?;
-    if p.signal.is_some() {
-        // A custom stop signal for this stop only is rare; berth applies the
-        // container's own and says so rather than ignoring it silently.
-        return Err(ApiError::bad_request(
-            "the signal parameter of stop is not supported; use kill",
-        ));
-    }
-    if !stop_running(&d, &rec, p.t.or(p.timeout)).await? {
+    // `stop --signal`: this stop's signal instead of the container's.
+    let signal = match p.signal.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(s) => Some(signal_name(s)?),
+        None => None,
+    };
+    if !stop_running(&d, &rec, p.t.or(p.timeout), signal.as_deref()).await? {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -284,7 +293,11 @@ async fn restart(
     Query(p): Query<StopParams>,
 ) -> Result<StatusCode, ApiError> {
     let rec = d.container(&id)?;
-    stop_running(&d, &rec, p.t.or(p.timeout)).await?;
+    let signal = match p.signal.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(s) => Some(signal_name(s)?),
+        None => None,
+    };
+    stop_running(&d, &rec, p.t.or(p.timeout), signal.as_deref()).await?;
     let rec = d.container(&rec.id)?;
     match rec.state {
         ContainerState::Created => d.engine.start_container(&rec.id).await,
@@ -529,6 +542,7 @@ async fn unpause(State(d): State<Shared>, Path(id): Path<String>) -> Result<Stat
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct UpdateBody {
+    restart_policy: Option<crate::docker::create::RestartPolicy>,
     memory: i64,
     memory_swap: i64,
     nano_cpus: i64,
@@ -539,12 +553,52 @@ struct UpdateBody {
     cpuset_mems: String,
 }
 
+impl UpdateBody {
+    /// True when the body changes a resource (not only the restart policy).
+    fn has_resources(&self) -> bool {
+        [
+            self.memory,
+            self.memory_swap,
+            self.nano_cpus,
+            self.cpu_shares,
+            self.cpu_quota,
+            self.cpu_period,
+        ]
+        .iter()
+        .any(|n| *n != 0)
+            || !self.cpuset_cpus.is_empty()
+            || !self.cpuset_mems.is_empty()
+    }
+}
+
 async fn update(
     State(d): State<Shared>,
     Path(id): Path<String>,
     DockerJson(b): DockerJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
     let rec = d.container(&id)?;
+    if let Some(policy) = &b.restart_policy {
+        let Some(stored) = stored_request(&rec) else {
+            return Err(ApiError::bad_request(format!(
+                "container {} was not made through the Docker API: it has no restart policy",
+                rec.id
+            )));
+        };
+        crate::docker::create::check_restart_policy(policy, stored.host_config.auto_remove)?;
+        let mut v: Value = rec
+            .config
+            .annotations
+            .get(crate::engine::docker::CONFIG_ANNOTATION)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_else(|| json!({}));
+        v["HostConfig"]["RestartPolicy"] =
+            json!({"Name": policy.name, "MaximumRetryCount": policy.maximum_retry_count});
+        d.engine.set_docker_config(&rec.id, v.to_string()).await?;
+        if !b.has_resources() {
+            return Ok(Json(json!({"Warnings": []})));
+        }
+    }
+    let rec = d.container(&rec.id)?;
     if rec.state == ContainerState::Exited {
         return Err(ApiError::conflict(format!(
             "Cannot update container {}: container is not running",

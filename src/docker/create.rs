@@ -27,7 +27,7 @@ mod request;
 
 use mounts::mounts;
 use request::PortBinding;
-pub use request::{stored_request, CreateRequest};
+pub use request::{check_restart_policy, stored_request, CreateRequest, RestartPolicy};
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/containers/create", post(create))
@@ -88,6 +88,9 @@ async fn create(
     if req.image.is_empty() {
         return Err(ApiError::bad_request("config must name an Image"));
     }
+    if let Some(p) = &req.host_config.restart_policy {
+        check_restart_policy(p, false)?;
+    }
     let taken = names(&d)?;
     let name = match p.name.as_deref().map(|n| n.trim_start_matches('/')) {
         Some(n) if !n.is_empty() => {
@@ -130,7 +133,7 @@ async fn create(
     }
     match d
         .engine
-        .create_container_as(&pod_id, ctr_cfg, id.clone())
+        .create_container_deferring_exec(&pod_id, ctr_cfg, id.clone())
         .await
     {
         Ok(_) => {}
@@ -154,6 +157,9 @@ async fn create(
 }
 
 /// `ExtraHosts` (`host:ip` or `host=ip`) appended to the pod's /etc/hosts.
+/// `host-gateway` is the host's address on the container's network (the
+/// gateway CNI gave it: a bridge's address); with the host's network,
+/// 127.0.0.1.
 fn add_hosts(d: &Shared, pod_id: &str, hosts: &[String]) -> Result<(), ApiError> {
     let mut lines = String::new();
     for h in hosts {
@@ -164,9 +170,9 @@ fn add_hosts(d: &Shared, pod_id: &str, hosts: &[String]) -> Result<(), ApiError>
                 ApiError::bad_request(format!("invalid extra host {h:?}: want host:ip"))
             })?;
         let ip = if ip == "host-gateway" {
-            "127.0.0.1"
+            host_gateway(d, pod_id)?
         } else {
-            ip
+            ip.to_string()
         };
         ip.parse::<std::net::IpAddr>().map_err(|_| {
             ApiError::bad_request(format!("invalid IP address in extra host {h:?}"))
@@ -174,6 +180,48 @@ fn add_hosts(d: &Shared, pod_id: &str, hosts: &[String]) -> Result<(), ApiError>
         lines.push_str(&format!("{ip}\t{name}\n"));
     }
     d.engine.append_pod_hosts(pod_id, &lines)?;
+    Ok(())
+}
+
+/// What `host-gateway` means for a pod (see [`add_hosts`]).
+fn host_gateway(d: &Shared, pod_id: &str) -> Result<String, ApiError> {
+    let pod = d.engine.pod(pod_id)?;
+    if let Some(g) = pod.gateways.first() {
+        return Ok(g.clone());
+    }
+    let host_net = pod
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network() == cri::NamespaceMode::Node);
+    if host_net {
+        return Ok("127.0.0.1".into());
+    }
+    Err(ApiError::bad_request(
+        "host-gateway: the container's network has no gateway to the host (its CNI result names none)",
+    ))
+}
+
+/// `HostConfig.LogConfig`: the json-file driver (or none named). Other
+/// drivers and every option are refused rather than ignored: the log does
+/// not rotate yet (`max-size`/`max-file`).
+fn check_log_config(req: &CreateRequest) -> Result<(), ApiError> {
+    let Some(lc) = &req.host_config.log_config else {
+        return Ok(());
+    };
+    if !matches!(lc.kind.as_str(), "" | "json-file") {
+        return Err(ApiError::bad_request(format!(
+            "logging driver {:?} is not supported: berth keeps every container's log as json-file",
+            lc.kind
+        )));
+    }
+    if let Some(k) = lc.config.iter().flatten().map(|(k, _)| k).min() {
+        return Err(ApiError::bad_request(format!(
+            "log opt '{k}' is not supported: berth does not rotate container logs yet"
+        )));
+    }
     Ok(())
 }
 
@@ -485,6 +533,22 @@ fn container_config(
         (NAME_ANNOTATION.to_string(), name.to_string()),
         (CONFIG_ANNOTATION.to_string(), body.to_string()),
     ]);
+    check_log_config(req)?;
+    if req.host_config.init == Some(true) {
+        let init = d.engine.docker_init()?;
+        annotations.insert(
+            crate::runtime::init::INIT_ANNOTATION.into(),
+            init.display().to_string(),
+        );
+    }
+    let tmpfs = mounts::tmpfs(req)?;
+    if !tmpfs.is_empty() {
+        annotations.insert(
+            crate::runtime::tmpfs::TMPFS_ANNOTATION.into(),
+            serde_json::to_string(&tmpfs)
+                .map_err(|e| ApiError::internal(format!("failed to encode tmpfs mounts: {e}")))?,
+        );
+    }
     if let Some(s) = req.stop_signal.as_ref().filter(|s| !s.is_empty()) {
         annotations.insert(
             crate::engine::docker::STOP_SIGNAL_ANNOTATION.into(),

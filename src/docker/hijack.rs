@@ -31,6 +31,7 @@ use tracing::debug;
 
 use super::error::{flag, Query};
 use super::{ApiError, ApiVersion, Shared};
+use crate::engine::attach::{AttachPoint, Handoff};
 use crate::engine::records::{ContainerRecord, ContainerState};
 use crate::monitor::client;
 use crate::monitor::log::Stream;
@@ -215,12 +216,18 @@ async fn attach(
     };
     let want_stdin = flag(&p.stdin) && rec.config.stdin;
     // Connected before the answer: Docker's `run` attaches, then starts the
-    // container, and nothing it prints may be missed.
-    let monitor = if flag(&p.stream) && rec.state != ContainerState::Exited {
-        let sock = d.engine.attach_socket_early(&rec.id)?;
-        Some(client::connect(&sock, want_stdin).await.map_err(|e| {
-            ApiError::internal(format!("failed to attach to container {}: {e}", rec.id))
-        })?)
+    // container, and nothing it prints may be missed. A container with no
+    // monitor now (exited, or its command could not be executed at create)
+    // is attached when its next start makes one (`docker start -a`).
+    let monitor = if flag(&p.stream) {
+        Some(match d.engine.attach_point(&rec.id)? {
+            AttachPoint::Now(sock) => {
+                MonitorLink::Now(client::connect(&sock, want_stdin).await.map_err(|e| {
+                    ApiError::internal(format!("failed to attach to container {}: {e}", rec.id))
+                })?)
+            }
+            AttachPoint::Next(rx) => MonitorLink::Next(rx, want_stdin),
+        })
     } else {
         None
     };
@@ -240,12 +247,37 @@ async fn attach(
     }))
 }
 
-async fn run_attach(
-    d: Shared,
-    plan: AttachPlan,
-    monitor: Option<(client::Output, Option<client::Input>)>,
-    conn: Conn,
-) {
+/// The monitor an attach reads from: connected, or the wait for the one
+/// of the container's next start (with whether stdin is wanted).
+enum MonitorLink {
+    Now((client::Output, Option<client::Input>)),
+    Next(tokio::sync::oneshot::Receiver<Handoff>, bool),
+}
+
+impl MonitorLink {
+    /// The connection, once there is a monitor; None when the start failed
+    /// or the container went away.
+    async fn connected(self, id: &str) -> Option<(client::Output, Option<client::Input>)> {
+        match self {
+            MonitorLink::Now(c) => Some(c),
+            MonitorLink::Next(rx, stdin) => {
+                let handoff = rx.await.ok()?;
+                let c = client::connect(&handoff.socket, stdin).await;
+                // Registered (or failed): the start may go on.
+                drop(handoff.registered);
+                match c {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        debug!(container = %id, error = %e, "attach: the new monitor refused");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run_attach(d: Shared, plan: AttachPlan, monitor: Option<MonitorLink>, conn: Conn) {
     let Conn { input, output } = conn;
     let mut out = MuxWriter::new(output, plan.tty);
     if plan.logs {
@@ -253,7 +285,11 @@ async fn run_attach(
             debug!(container = %plan.rec.id, error = %e, "attach: log replay ended");
         }
     }
-    let Some((mut frames, stdin)) = monitor else {
+    let link = match monitor {
+        Some(m) => m.connected(&plan.rec.id).await,
+        None => None,
+    };
+    let Some((mut frames, stdin)) = link else {
         let _ = out.shutdown().await;
         return;
     };
@@ -375,8 +411,9 @@ async fn replay_log(
         Err(e) => return Err(e),
     };
     let mut parser = super::logs::Parser::default();
-    for line in data.split(|b| *b == b'\n') {
-        let Some(m) = parser.line(line) else { continue };
+    let lines = data.split(|b| *b == b'\n');
+    let msgs: Vec<_> = lines.filter_map(|l| parser.line(l)).collect();
+    for m in msgs.into_iter().chain(parser.flush()) {
         let wanted = if m.stream == STDOUT {
             plan.stdout
         } else {

@@ -122,6 +122,21 @@ impl Parser {
     }
 }
 
+impl Parser {
+    /// The partial records still pending (a last line the container ended
+    /// without a newline), as they are: no newline is added.
+    pub fn flush(&mut self) -> Vec<Message> {
+        let mut out: Vec<Message> = self
+            .pending
+            .iter_mut()
+            .zip([STDOUT, STDERR])
+            .filter_map(|(slot, stream)| slot.take().map(|(ts, line)| Message { ts, stream, line }))
+            .collect();
+        out.sort_by_key(|m| m.ts);
+        out
+    }
+}
+
 /// The first space-separated word and the rest after the space.
 fn split_word(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let i = b.iter().position(|c| *c == b' ')?;
@@ -372,6 +387,11 @@ impl Reader {
         if let Some(c) = cursor.as_mut() {
             let mut tail = Tail::new(self.opts.tail);
             c.drain(&mut parser, &mut |m| tail.push(m)).await?;
+            if !follow {
+                for m in parser.flush() {
+                    tail.push(m);
+                }
+            }
             if !self.send_all(tail.into_items()).await {
                 return Ok(());
             }
@@ -405,7 +425,11 @@ impl Reader {
                     return Ok(());
                 }
             }
-            if !running || (self.opts.until > 0 && time::now_nanos() > self.opts.until) {
+            if !running {
+                self.send_all(parser.flush()).await;
+                return Ok(());
+            }
+            if self.opts.until > 0 && time::now_nanos() > self.opts.until {
                 return Ok(());
             }
             tokio::select! {
@@ -488,6 +512,12 @@ mod tests {
         assert_eq!(m[1].ts, T0_NANOS);
         // An empty line stays a line.
         assert_eq!(m[2].line, b"\n");
+        // A last partial line comes out as it is, without a newline.
+        let mut p = Parser::default();
+        assert!(p.line(format!("{T0} stdout P abc").as_bytes()).is_none());
+        let m = p.flush();
+        assert_eq!((m.len(), m[0].line.as_slice()), (1, &b"abc"[..]));
+        assert!(p.flush().is_empty());
     }
 
     #[test]

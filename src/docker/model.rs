@@ -73,6 +73,12 @@ pub fn status_line(rec: &ContainerRecord, now: i64) -> String {
     }
 }
 
+/// The log driver Docker clients are told of: the Docker SDK for Python
+/// (and compose) read a container's logs only for `json-file`/`journald`.
+/// berth keeps one log per container (the CRI format) and its logs endpoint
+/// serves it, so clients that ask for logs get them as from json-file.
+pub const LOG_DRIVER: &str = "json-file";
+
 /// The container's configuration after Docker's merge with its image.
 pub struct Effective {
     pub entrypoint: Vec<String>,
@@ -403,7 +409,7 @@ fn host_config(
     let mut hc = json!({
         "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
         "ContainerIDFile": "",
-        "LogConfig": {"Type": "k8s-file", "Config": {}},
+        "LogConfig": {"Type": LOG_DRIVER, "Config": {}},
         "NetworkMode": network_mode(pod),
         "PortBindings": port_bindings,
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
@@ -475,6 +481,16 @@ fn host_config(
                 obj.insert("NetworkMode".into(), json!(network_mode(pod)));
             }
             obj.insert("PortBindings".into(), json!(port_bindings_of(pod)));
+            let log_opts = req
+                .host_config
+                .log_config
+                .as_ref()
+                .and_then(|l| l.config.clone())
+                .unwrap_or_default();
+            obj.insert(
+                "LogConfig".into(),
+                json!({"Type": LOG_DRIVER, "Config": log_opts}),
+            );
         }
     }
     hc
@@ -546,7 +562,7 @@ pub async fn inspect(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
             "OOMKilled": rec.reason == "OOMKilled",
             "Dead": false,
             "Pid": if running { rec.pid.map(|p| p.pid).unwrap_or(0) } else { 0 },
-            "ExitCode": if rec.state == ContainerState::Exited { rec.exit_code } else { 0 },
+            "ExitCode": if rec.state == ContainerState::Exited || rec.reason == "StartError" { rec.exit_code } else { 0 },
             "Error": error,
             "StartedAt": rfc3339(rec.started_at),
             "FinishedAt": rfc3339(rec.finished_at),

@@ -36,6 +36,30 @@ impl Engine {
         config: ContainerConfig,
         id: String,
     ) -> Result<String, Error> {
+        self.create_inner(pod_id, config, id, false).await
+    }
+
+    /// [`Engine::create_container_as`] as Docker creates: a command the
+    /// runtime cannot execute (missing, not executable) does not fail the
+    /// create; the container is left `Created` without a monitor and its
+    /// start tries again and fails with Docker's 127/126 (see
+    /// [`exec_failure`]).
+    pub async fn create_container_deferring_exec(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+        id: String,
+    ) -> Result<String, Error> {
+        self.create_inner(pod_id, config, id, true).await
+    }
+
+    async fn create_inner(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+        id: String,
+        defer_exec_failure: bool,
+    ) -> Result<String, Error> {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!("bad container id {id:?}")));
         }
@@ -259,7 +283,13 @@ impl Engine {
         }
         .await;
         let (pid, monitor) = match made {
-            Ok(v) => v,
+            Ok((pid, monitor)) => (Some(pid), Some(monitor)),
+            // The bundle and rootfs stay: the start runs the runtime again.
+            Err(e) if defer_exec_failure && exec_failure(&e, &rec).is_some() => {
+                info!(container = %id, error = %e, "the command cannot be executed; the start will report it");
+                let _ = oci.delete(&id).await;
+                (None, None)
+            }
             Err(e) => {
                 warn!(container = %id, error = %e, "create failed, rolling back");
                 let _ = oci.delete(&id).await;
@@ -269,8 +299,8 @@ impl Engine {
             }
         };
         let rec = ContainerRecord {
-            pid: Some(pid),
-            monitor: Some(monitor),
+            pid,
+            monitor,
             ..rec
         };
         self.put_container(&rec)?;
@@ -333,7 +363,29 @@ impl Engine {
                 rec.state
             )));
         }
+        if rec.monitor.is_none() {
+            // Created without a monitor: its command could not be executed
+            // at create. The runtime tries again (a `docker cp` may have
+            // brought the file since).
+            match self.recreate(rec.clone()).await {
+                Ok(r) => rec = r,
+                Err(e) => {
+                    self.cancel_attach_waiters(id);
+                    let Some((code, msg)) = exec_failure(&e, &rec) else {
+                        return Err(e);
+                    };
+                    rec.exit_code = code;
+                    rec.reason = "StartError".into();
+                    rec.message = msg.clone();
+                    self.put_container(&rec)?;
+                    return Err(Error::InvalidArgument(msg));
+                }
+            }
+        }
         let oci = self.oci(&rec.runtime_handler)?;
+        // Attaches waiting for this monitor register before the container runs.
+        self.hand_over_attach(id, super::exec::attach_socket_path(&rec.dir))
+            .await;
         // Stamped before the start: a container that exits during `crun start`
         // must not show an exit before its start.
         let started = now_nanos();
@@ -373,6 +425,17 @@ impl Engine {
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout`.
     pub async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), Error> {
+        self.stop_container_with(id, timeout, None).await
+    }
+
+    /// [`Engine::stop_container`] with `signal` (a name like `INT`, or a
+    /// number) instead of the container's stop signal (Docker's `stop --signal`).
+    pub async fn stop_container_with(
+        &self,
+        id: &str,
+        timeout: Duration,
+        signal: Option<&str>,
+    ) -> Result<(), Error> {
         let _g = self.locks.lock(id).await;
         let Some(rec) = self.refreshed(id)? else {
             return Err(Error::NotFound(format!("container {id} not found")));
@@ -382,7 +445,10 @@ impl Engine {
         }
         let oci = self.oci(&rec.runtime_handler)?;
         if !timeout.is_zero() {
-            let signal = self.stop_signal(&rec).await;
+            let signal = match signal {
+                Some(s) => s.trim_start_matches("SIG").to_string(),
+                None => self.stop_signal(&rec).await,
+            };
             // The stop signal goes to the container's init only (as `crun
             // kill` without --all does): straight from here when it has a
             // plain name, saving a runtime process on every stop.
@@ -461,6 +527,7 @@ impl Engine {
             pending.retain(|t| !t.is_finished());
             pending.push(task);
         }
+        self.cancel_attach_waiters(id);
         self.emit_container("destroy", &rec, &[]);
         if image_gone {
             if let Err(e) = self.images.gc().await {
@@ -489,8 +556,11 @@ impl Engine {
         let Some(mut rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
             return Ok(None);
         };
+        // A container created without a monitor (its command could not be
+        // executed) has no exit to look for until it is started.
         if rec.state == ContainerState::Exited
-            || (rec.state == ContainerState::Created && self.starting_set().contains(id))
+            || (rec.state == ContainerState::Created
+                && (rec.monitor.is_none() || self.starting_set().contains(id)))
         {
             return Ok(Some(rec));
         }
@@ -847,4 +917,85 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::internal(format!("blocking task failed: {e}")))?
+}
+
+/// Docker's exit code (127 missing, 126 not executable) and message for a
+/// runtime that could not execute the container's command, from crun's
+/// (`executable file \`x\` not found in $PATH`, `open executable: Permission
+/// denied`) or runc's (`exec: "x": …`) words; None for other failures.
+pub(crate) fn exec_failure(e: &Error, rec: &ContainerRecord) -> Option<(i32, String)> {
+    let Error::Runtime { message, .. } = e else {
+        return None;
+    };
+    let argv0 = std::fs::read(rec.dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["process"]["args"][0].as_str().map(str::to_string))
+        .unwrap_or_default();
+    exec_failure_of(message, &argv0)
+}
+
+fn exec_failure_of(message: &str, argv0: &str) -> Option<(i32, String)> {
+    let m = message.to_lowercase();
+    let about_exec = m.contains("executable") || m.contains("exec:");
+    if !about_exec {
+        return None;
+    }
+    let why = if m.contains("not found in $path") || m.contains("no such file or directory") {
+        if argv0.contains('/') {
+            (127, format!("stat {argv0}: no such file or directory"))
+        } else {
+            (127, "executable file not found in $PATH".to_string())
+        }
+    } else if m.contains("permission denied") {
+        (126, "permission denied".to_string())
+    } else if m.contains("is a directory") {
+        (126, "is a directory".to_string())
+    } else {
+        return None;
+    };
+    Some((
+        why.0,
+        format!(
+            "failed to create task for container: OCI runtime create failed: exec: {argv0:?}: {}",
+            why.1
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod exec_failure_tests {
+    use super::exec_failure_of;
+
+    #[test]
+    fn runtime_words_map_to_docker_codes() {
+        let crun = "/usr/bin/crun create failed (exit status: 1): executable file `/nope` not found in $PATH: No such file or directory";
+        let (code, msg) = exec_failure_of(crun, "/nope").unwrap();
+        assert_eq!(code, 127);
+        assert!(
+            msg.ends_with(r#"exec: "/nope": stat /nope: no such file or directory"#),
+            "{msg}"
+        );
+        let (code, msg) = exec_failure_of(
+            "executable file `nope` not found in $PATH: No such file or directory",
+            "nope",
+        )
+        .unwrap();
+        assert_eq!(code, 127);
+        assert!(msg.contains("executable file not found in $PATH"), "{msg}");
+        let (code, msg) = exec_failure_of(
+            "crun create failed: open executable: Permission denied",
+            "/etc/passwd",
+        )
+        .unwrap();
+        assert_eq!(code, 126);
+        assert!(
+            msg.ends_with(r#"exec: "/etc/passwd": permission denied"#),
+            "{msg}"
+        );
+        let runc = r#"runc create failed: unable to start container process: exec: "/x": permission denied"#;
+        assert_eq!(exec_failure_of(runc, "/x").unwrap().0, 126);
+        assert!(exec_failure_of("mount `/proc`: No such file or directory", "/bin/sh").is_none());
+        assert!(exec_failure_of("cgroup: Permission denied", "/bin/sh").is_none());
+    }
 }

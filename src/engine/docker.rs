@@ -122,51 +122,62 @@ impl Engine {
                     rec.state
                 )));
             }
-            let pod = self.pod(&rec.pod_id)?;
-            if pod.state != super::records::PodState::Ready {
-                return Err(Error::FailedPrecondition(format!(
-                    "the pod sandbox of container {id} is not ready"
-                )));
-            }
-            let oci = self.oci(&rec.runtime_handler)?.clone();
-            oci.delete(id).await?;
-            let monitor_json = rec.dir.join("monitor.json");
-            let cfg: MonitorConfig = std::fs::read(&monitor_json)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| {
-                    Error::internal(format!("failed to read {}", monitor_json.display()))
-                })?;
-            let _ = std::fs::remove_file(rec.exit_file());
-            // After a host reboot the rootfs mount is gone: mount it again.
-            let rootfs = rec.rootfs();
-            if !is_mounted(&rootfs) {
-                let lowers: Vec<PathBuf> = rec
-                    .snapshots
-                    .iter()
-                    .map(|k| self.images.snapshots().fs_path(k))
-                    .collect();
-                let (u, w) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
-                let r = rootfs.clone();
-                blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
-            }
             crate::metrics::global().monitor_event("restart");
-            let (pid, monitor) = self.spawn_monitor(&cfg).await?;
-            let rec = ContainerRecord {
-                state: ContainerState::Created,
-                pid: Some(pid),
-                monitor: Some(monitor),
-                exit_code: 0,
-                finished_at: 0,
-                reason: String::new(),
-                message: String::new(),
-                paused: false,
-                ..rec
-            };
-            self.put_container(&rec)?;
+            if let Err(e) = self.recreate(rec).await {
+                self.cancel_attach_waiters(id);
+                return Err(e);
+            }
             info!(container = %id, "container created again for a restart");
         }
         self.start_container(id).await
+    }
+
+    /// A new monitor (and `crun create`) for a container with none, from
+    /// the monitor settings it was created with; the record is `Created`
+    /// again. The caller holds the container's lock.
+    pub(crate) async fn recreate(&self, rec: ContainerRecord) -> Result<ContainerRecord, Error> {
+        let id = rec.id.clone();
+        let id = id.as_str();
+        let pod = self.pod(&rec.pod_id)?;
+        if pod.state != super::records::PodState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "the pod sandbox of container {id} is not ready"
+            )));
+        }
+        let oci = self.oci(&rec.runtime_handler)?.clone();
+        oci.delete(id).await?;
+        let monitor_json = rec.dir.join("monitor.json");
+        let cfg: MonitorConfig = std::fs::read(&monitor_json)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| Error::internal(format!("failed to read {}", monitor_json.display())))?;
+        let _ = std::fs::remove_file(rec.exit_file());
+        // After a host reboot the rootfs mount is gone: mount it again.
+        let rootfs = rec.rootfs();
+        if !is_mounted(&rootfs) {
+            let lowers: Vec<PathBuf> = rec
+                .snapshots
+                .iter()
+                .map(|k| self.images.snapshots().fs_path(k))
+                .collect();
+            let (u, w) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
+            let r = rootfs.clone();
+            blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
+        }
+        let (pid, monitor) = self.spawn_monitor(&cfg).await?;
+        let rec = ContainerRecord {
+            state: ContainerState::Created,
+            pid: Some(pid),
+            monitor: Some(monitor),
+            exit_code: 0,
+            finished_at: 0,
+            reason: String::new(),
+            message: String::new(),
+            paused: false,
+            ..rec
+        };
+        self.put_container(&rec)?;
+        Ok(rec)
     }
 
     /// Records a container's new resources (after `update` applied them).
@@ -185,6 +196,29 @@ impl Engine {
         if let Some(c) = docker_config {
             rec.config.annotations.insert(CONFIG_ANNOTATION.into(), c);
         }
+        self.put_container(&rec)
+    }
+
+    /// The init binary of `docker run --init` (`docker.init`), checked to exist.
+    pub fn docker_init(&self) -> Result<PathBuf, Error> {
+        let p = self.config.docker.init.clone();
+        if !p.is_file() {
+            return Err(Error::FailedPrecondition(format!(
+                "--init needs a static init binary at {} (docker.init; Debian's tini package has /usr/bin/tini-static)",
+                p.display()
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Replaces the stored Docker create request of a container (e.g. a new
+    /// restart policy from `docker update`), in any state.
+    pub async fn set_docker_config(&self, id: &str, docker_config: String) -> Result<(), Error> {
+        let _g = self.locks.lock(id).await;
+        let mut rec = self.container(id)?;
+        rec.config
+            .annotations
+            .insert(CONFIG_ANNOTATION.into(), docker_config);
         self.put_container(&rec)
     }
 

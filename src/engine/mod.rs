@@ -5,6 +5,7 @@
 //! with what is really running, collect unreferenced content; only then are
 //! the sockets opened.
 
+pub mod attach;
 pub mod checkpoint;
 pub mod container;
 pub mod docker;
@@ -193,6 +194,8 @@ pub struct Engine {
     /// or how one ended that recorded no exit (killed, panicked) — the
     /// reason its container is then reported with.
     monitor_fates: container::MonitorFates,
+    /// Attaches waiting for a container's next monitor (see [`attach`]).
+    attach_waiters: attach::AttachWaiters,
 }
 
 impl Engine {
@@ -263,6 +266,7 @@ impl Engine {
             monitor_exits: tokio::sync::broadcast::channel(256).0,
             pod_cidr: std::sync::Mutex::new(None),
             monitor_fates: Default::default(),
+            attach_waiters: Default::default(),
         };
         // Logs the problem, if there is one.
         engine.runtime_problem();

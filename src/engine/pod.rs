@@ -108,6 +108,7 @@ impl Engine {
             cgroup_parent,
             infra: None,
             ips: vec![],
+            gateways: vec![],
             network_attached: false,
         };
         let made: Result<(), Error> = async {
@@ -217,8 +218,9 @@ impl Engine {
             });
             let ips = network?;
             infra?;
-            if let Some(ips) = ips {
+            if let Some((ips, gateways)) = ips {
                 rec.ips = ips.iter().map(|ip| ip.to_string()).collect();
+                rec.gateways = gateways.iter().map(|ip| ip.to_string()).collect();
                 if let Some(hosts) = &rec.hosts {
                     let (h, name) = (hosts.clone(), config.hostname.clone());
                     blocking(move || sandbox::write_hosts(&h, &name, &ips).map_err(sandbox_err))
@@ -294,6 +296,7 @@ impl Engine {
         if network? {
             rec.network_attached = false;
             rec.ips.clear();
+            rec.gateways.clear();
         }
         infra?;
         if rec.state != PodState::NotReady || !rec.ips.is_empty() {
@@ -444,7 +447,7 @@ impl Engine {
         id: &str,
         netns: &std::path::Path,
         config: &PodSandboxConfig,
-    ) -> Result<Vec<std::net::IpAddr>, Error> {
+    ) -> Result<(Vec<std::net::IpAddr>, Vec<std::net::IpAddr>), Error> {
         let named = config
             .annotations
             .get(super::docker::NETWORK_ANNOTATION)
@@ -476,7 +479,10 @@ impl Engine {
         let res = self.cni.add(&net, &att).await;
         crate::metrics::global().observe_cni("add", res.is_ok(), started.elapsed());
         let res = res.map_err(cni_err)?;
-        Ok(crate::network::pod_ips(&res))
+        Ok((
+            crate::network::pod_ips(&res),
+            crate::network::pod_gateways(&res),
+        ))
     }
 
     /// Runs CNI DEL for a pod (idempotent; works when the netns is gone).

@@ -83,6 +83,10 @@ pub struct PodRecord {
     /// CNI ADD succeeded and no DEL has since.
     #[serde(default)]
     pub network_attached: bool,
+    /// The gateways CNI gave the pod's addresses (the host's side of its
+    /// network: Docker's `host-gateway`), IPv4 first.
+    #[serde(default)]
+    pub gateways: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

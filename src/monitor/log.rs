@@ -3,7 +3,8 @@
 //!
 //! A line longer than the line limit is split into `P` (partial) records
 //! followed by a final `F` record; a tail without a newline when the stream
-//! ends is written as `F`.
+//! ends is written as a `P` record (as conmon does), so readers do not
+//! invent the newline the container never printed.
 
 use std::io::{self, Write};
 
@@ -65,10 +66,10 @@ impl LineSplitter {
         Ok(())
     }
 
-    /// The stream ended: a pending tail is written as a full record.
+    /// The stream ended: a pending tail (no newline) is written as a partial record.
     pub fn finish(&mut self, out: &mut impl RecordSink) -> io::Result<()> {
         if !self.pending.is_empty() {
-            out.record(self.stream, false, &self.pending)?;
+            out.record(self.stream, true, &self.pending)?;
             self.pending.clear();
         }
         Ok(())
@@ -172,7 +173,8 @@ mod tests {
                 (false, "hello".into()),
                 (false, "world".into()),
                 (false, "".into()),
-                (false, "tail".into())
+                // No newline at the end: a partial record.
+                (true, "tail".into())
             ]
         );
     }
@@ -185,7 +187,7 @@ mod tests {
                 (true, "abcd".into()),
                 (true, "efgh".into()),
                 (false, "ij".into()),
-                (false, "xy".into())
+                (true, "xy".into())
             ]
         );
         // A line of exactly the limit is one full record.

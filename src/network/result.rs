@@ -185,6 +185,20 @@ impl CniResult {
     }
 }
 
+/// The gateways of the pod's addresses (IPv4 first, no duplicates): the
+/// host's address on the pod's network for a bridge.
+pub fn pod_gateways(result: &CniResult) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for want_v4 in [true, false] {
+        for g in result.ips.iter().filter_map(|ip| ip.gateway) {
+            if g.is_ipv4() == want_v4 && !out.contains(&g) {
+                out.push(g);
+            }
+        }
+    }
+    out
+}
+
 /// The pod's addresses for PodSandboxStatus (`ip`, then `additional_ips`):
 /// those on interfaces inside the sandbox (or not tied to an interface),
 /// IPv4 first, then IPv6, without duplicates.

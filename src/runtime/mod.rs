@@ -16,6 +16,7 @@ pub mod caps;
 pub mod devices;
 mod error;
 pub mod idmap;
+pub mod init;
 pub mod mounts;
 mod namespaces;
 pub mod process;
@@ -23,6 +24,7 @@ mod resources;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
+pub mod tmpfs;
 pub mod user;
 pub mod userns;
 

@@ -130,6 +130,10 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
             readonly_rootfs,
         },
     )?;
+    super::tmpfs::add(
+        &mut mounts,
+        &super::tmpfs::from_annotations(&container.annotations)?,
+    )?;
     if userns.is_some() {
         // Volumes are idmapped to the pod's ids (crun's `idmap` takes the
         // container's mappings): what root writes is owned by host root.
@@ -183,6 +187,11 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     }
     let user = resolve_user(inputs.rootfs, &user_request(sc, image))?;
     let mut process = build_process(inputs, image, &user, privileged)?;
+    if let Some(init) = container.annotations.get(super::init::INIT_ANNOTATION) {
+        let args = process.args().clone().unwrap_or_default();
+        process.set_args(Some(super::init::wrap(args)));
+        mounts.mounts.push(super::init::mount(init)?);
+    }
     process
         .set_capabilities(Some(capabilities))
         .set_oom_score_adj(oom_score_adj(res_cfg, inputs.min_oom_score_adj)?)

@@ -8,6 +8,7 @@ use k8s_cri::v1 as cri;
 use super::CreateRequest;
 use crate::docker::{ApiError, Shared};
 use crate::engine::records::new_id;
+use crate::runtime::tmpfs::TmpfsMount;
 
 /// A named volume's directory, made on first use (`<root>/volumes/<name>/_data`).
 fn volume_dir(d: &Shared, name: &str) -> Result<PathBuf, ApiError> {
@@ -79,6 +80,8 @@ pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>,
     }
     for m in req.host_config.mounts.iter().flatten() {
         let host = match m.kind.as_str() {
+            // Mounted by the spec builder (see [`tmpfs`]).
+            "tmpfs" => continue,
             "bind" => {
                 if !Path::new(&m.source).is_absolute() || !Path::new(&m.source).exists() {
                     return Err(ApiError::bad_request(format!(
@@ -98,7 +101,7 @@ pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>,
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "mount type {other:?} is not supported (bind and volume are)"
+                    "mount type {other:?} is not supported (bind, volume and tmpfs are)"
                 )))
             }
         };
@@ -115,13 +118,56 @@ pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>,
             ..Default::default()
         });
     }
-    if req
-        .host_config
-        .tmpfs
-        .as_ref()
-        .is_some_and(|t| !t.is_empty())
-    {
-        return Err(ApiError::bad_request("tmpfs mounts are not supported"));
+    Ok(out)
+}
+
+/// `--tmpfs PATH[:OPTS]` (`HostConfig.Tmpfs`) and `Mounts` of type
+/// `tmpfs` (`TmpfsOptions.SizeBytes`, `.Mode`) → tmpfs mounts.
+pub(super) fn tmpfs(req: &CreateRequest) -> Result<Vec<TmpfsMount>, ApiError> {
+    let mut out: Vec<TmpfsMount> = Vec::new();
+    let mut given: Vec<(&String, &String)> = req.host_config.tmpfs.iter().flatten().collect();
+    given.sort();
+    for (path, opts) in given {
+        let opts: Vec<&str> = opts.split(',').collect();
+        out.push(TmpfsMount::new(path, &opts).map_err(ApiError::bad_request)?);
+    }
+    for m in req.host_config.mounts.iter().flatten() {
+        if m.kind != "tmpfs" {
+            continue;
+        }
+        if !m.source.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid mount config for type \"tmpfs\": source must be empty",
+            ));
+        }
+        let mut opts = Vec::new();
+        if m.read_only {
+            opts.push("ro".to_string());
+        }
+        if let Some(t) = &m.tmpfs_options {
+            if t.size_bytes < 0 {
+                return Err(ApiError::bad_request(format!(
+                    "invalid tmpfs size {}",
+                    t.size_bytes
+                )));
+            }
+            if t.size_bytes > 0 {
+                opts.push(format!("size={}", t.size_bytes));
+            }
+            if t.mode != 0 {
+                opts.push(format!("mode={:o}", t.mode & 0o7777));
+            }
+        }
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        out.push(TmpfsMount::new(&m.target, &opts).map_err(ApiError::bad_request)?);
+    }
+    for (i, t) in out.iter().enumerate() {
+        if out[..i].iter().any(|o| o.path == t.path) {
+            return Err(ApiError::bad_request(format!(
+                "Duplicate mount point: {}",
+                t.path
+            )));
+        }
     }
     Ok(out)
 }

@@ -86,6 +86,18 @@ pub struct HostConfig {
     pub security_opt: Option<Vec<String>>,
     pub tmpfs: Option<HashMap<String, String>>,
     pub oom_score_adj: i64,
+    pub log_config: Option<LogConfig>,
+    pub init: Option<bool>,
+}
+
+/// `HostConfig.LogConfig`: berth writes one log format, reported to Docker
+/// clients as `json-file` (what they read logs from).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub config: Option<HashMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -104,6 +116,15 @@ pub struct MountSpec {
     pub target: String,
     pub read_only: bool,
     pub bind_options: Option<BindOptions>,
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    pub size_bytes: i64,
+    /// The file mode, as a number (0o1777 = 1023).
+    pub mode: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -117,6 +138,42 @@ pub struct BindOptions {
 pub struct RestartPolicy {
     pub name: String,
     pub maximum_retry_count: i64,
+}
+
+/// A restart policy as Docker accepts it (`no`, `always`, `unless-stopped`,
+/// `on-failure[:N]`; a retry count only with on-failure; none with AutoRemove).
+pub fn check_restart_policy(
+    p: &RestartPolicy,
+    auto_remove: bool,
+) -> Result<(), crate::docker::ApiError> {
+    use crate::docker::ApiError;
+    match p.name.as_str() {
+        "" | "no" => {}
+        "always" | "unless-stopped" | "on-failure" if auto_remove => {
+            return Err(ApiError::bad_request(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container",
+            ))
+        }
+        "always" | "unless-stopped" => {}
+        "on-failure" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if p.maximum_retry_count < 0 {
+        return Err(ApiError::bad_request(
+            "invalid restart policy: maximum retry count can't be negative",
+        ));
+    }
+    if p.maximum_retry_count > 0 && p.name != "on-failure" {
+        return Err(ApiError::bad_request(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure' ({})",
+            p.name
+        )));
+    }
+    Ok(())
 }
 
 /// The stored create request of a Docker-made container.
