@@ -18,6 +18,12 @@ const MAX_LINKS: usize = 40;
 /// would land outside it are refused by the tar reader; owners are not
 /// kept (COPY makes files root's unless `--chown` says otherwise).
 pub fn extract<R: Read>(input: R, dest: &Path) -> Result<(), Error> {
+    extract_with(input, dest, false)
+}
+
+/// [`extract`], keeping the archive's owners when `owners` (ADD of a local
+/// archive keeps them, as Docker does).
+pub fn extract_with<R: Read>(input: R, dest: &Path, owners: bool) -> Result<(), Error> {
     let mut r = BufReader::with_capacity(256 << 10, input);
     let head = r
         .fill_buf()
@@ -37,6 +43,7 @@ pub fn extract<R: Read>(input: R, dest: &Path) -> Result<(), Error> {
     tar.set_preserve_mtime(true);
     tar.set_overwrite(true);
     tar.set_unpack_xattrs(false);
+    tar.set_preserve_ownerships(owners);
     let entries = tar
         .entries()
         .map_err(|e| Error::Context(format!("the build context is not a tar archive: {e}")))?;

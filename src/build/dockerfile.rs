@@ -192,10 +192,7 @@ pub enum Kind {
 impl Kind {
     /// True for the steps that make a filesystem layer.
     pub fn makes_layer(&self) -> bool {
-        matches!(
-            self,
-            Kind::Run(_) | Kind::Copy(_) | Kind::Add(_) | Kind::Workdir(_)
-        )
+        matches!(self, Kind::Run(_) | Kind::Copy(_) | Kind::Add(_))
     }
 }
 

@@ -5,6 +5,7 @@
 //! with what is really running, collect unreferenced content; only then are
 //! the sockets opened.
 
+pub mod build;
 pub mod checkpoint;
 pub mod container;
 pub mod docker;

@@ -1,0 +1,113 @@
+//! The one point where a RUN's container becomes a layer: its writable
+//! layer (the overlay upper dir) as a compressed layer tar. Kept narrow so
+//! the engine's own container diff (issue 13's layer diff) can take its place.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::copy::{self, Body, Entry};
+use crate::engine::{Engine, Error};
+use crate::image::service::StepLayer;
+
+impl Engine {
+    /// The writable layer of the exited container `id`, written at `path`.
+    pub(super) async fn container_layer(&self, id: &str, path: &Path) -> Result<StepLayer, Error> {
+        let rec = self.container(id)?;
+        let upper = rec.layer_dir.join("upper");
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let entries = upper_entries(&upper)?;
+            copy::write_layer(&entries, &path).map_err(|e| {
+                Error::internal(format!(
+                    "failed to write the layer of {}: {e}",
+                    upper.display()
+                ))
+            })
+        })
+        .await
+        .map_err(|e| Error::internal(format!("layer writer failed: {e}")))?
+    }
+}
+
+/// The upper dir's entries in layer form: overlay whiteouts (0/0 character
+/// devices) as `.wh.` files, opaque directories with `.wh..wh..opq`.
+fn upper_entries(upper: &Path) -> Result<Vec<Entry>, Error> {
+    let mut out = Vec::new();
+    walk(upper, "", &mut out)?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> Result<(), Error> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::internal(format!("failed to read {}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for n in names {
+        let name = n.to_string_lossy().into_owned();
+        let host = dir.join(&n);
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let m = std::fs::symlink_metadata(&host)
+            .map_err(|e| Error::internal(format!("failed to stat {}: {e}", host.display())))?;
+        let ft = m.file_type();
+        let base = Entry {
+            path: path.clone(),
+            body: Body::Dir,
+            mode: m.mode() & 0o7777,
+            uid: u64::from(m.uid()),
+            gid: u64::from(m.gid()),
+            mtime: m.mtime().max(0) as u64,
+        };
+        if ft.is_char_device() && m.rdev() == 0 {
+            let wh = match path.rsplit_once('/') {
+                Some((d, f)) => format!("{d}/.wh.{f}"),
+                None => format!(".wh.{path}"),
+            };
+            out.push(Entry {
+                path: wh,
+                body: Body::File("/dev/null".into()),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                ..base
+            });
+        } else if ft.is_dir() {
+            out.push(base);
+            let opaque = xattr::get(&host, "trusted.overlay.opaque")
+                .ok()
+                .flatten()
+                .is_some_and(|v| v == b"y");
+            if opaque {
+                out.push(Entry {
+                    path: format!("{path}/.wh..wh..opq"),
+                    body: Body::File("/dev/null".into()),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 0,
+                });
+            }
+            walk(&host, &path, out)?;
+        } else if ft.is_file() {
+            out.push(Entry {
+                body: Body::File(host.clone()),
+                ..base
+            });
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&host).map_err(|e| {
+                Error::internal(format!("failed to read link {}: {e}", host.display()))
+            })?;
+            out.push(Entry {
+                body: Body::Symlink(t),
+                mode: 0o777,
+                ..base
+            });
+        }
+    }
+    Ok(())
+}
