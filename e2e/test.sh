@@ -41,6 +41,20 @@ if [ ! -x /usr/local/bin/docker ]; then
     exit 1
 fi
 
+# The Docker SDK for Python (docker-py), for the SDK's end-to-end tests, in
+# a venv of its own (e2e/support/mod.rs finds it there).
+packages_py=(python3-venv python3-pip)
+for p in "${packages_py[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$p"; }
+done
+if ! /var/lib/berth-e2e/python/bin/python -c 'import docker' 2>/dev/null; then
+    log "installing the Docker SDK for Python in /var/lib/berth-e2e/python"
+    mkdir -p /var/lib/berth-e2e
+    /usr/bin/python3 -m venv /var/lib/berth-e2e/python
+    /var/lib/berth-e2e/python/bin/pip install --quiet 'docker>=7,<8'
+fi
+
 # --- Rust toolchain --------------------------------------------------------
 if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091

@@ -147,3 +147,19 @@ pub fn digest_of(data: &[u8]) -> String {
 pub fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
+
+/// Where `e2e/test.sh` puts a Python with the Docker SDK (a venv).
+pub const PYTHON_VENV: &str = "/var/lib/berth-e2e/python";
+
+/// The Python that has the Docker SDK: `BERTH_E2E_PYTHON`, else the venv
+/// `e2e/test.sh` makes, else `python3` from PATH.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("BERTH_E2E_PYTHON") {
+        return p;
+    }
+    let venv = format!("{PYTHON_VENV}/bin/python");
+    if Path::new(&venv).exists() {
+        return venv;
+    }
+    "python3".into()
+}

@@ -575,7 +575,8 @@ impl Engine {
         .await
         .map_err(|e| fail(format!("{kw} planner failed: {e}")))??;
         let (entries, summary) = plan;
-        drop(src_view);
+        // The entries point into the views (and the scratch dir): they stay
+        // mounted until the layer is written.
         drop(dest_view);
         let text = format!(
             "{kw} {}{}{summary}",
@@ -596,6 +597,7 @@ impl Engine {
             .await
             .map_err(|e| fail(format!("layer writer failed: {e}")))?
             .map_err(|e| fail(format!("failed to write the {kw} layer: {e}")))?;
+        drop(src_view);
         drop(scratch);
         self.record_step(st, &format!("/bin/sh -c #(nop) {text}"), Some(layer), key)
             .await
