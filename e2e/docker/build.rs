@@ -332,3 +332,132 @@ print("sdk-ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A gzip tar holding `inner/f.txt` owned by 123:456.
+fn archive() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let data = b"from-archive\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o640);
+    h.set_uid(123);
+    h.set_gid(456);
+    h.set_cksum();
+    b.append_data(&mut h, "inner/f.txt", &data[..]).unwrap();
+    let plain = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    gz.finish().unwrap()
+}
+
+#[tokio::test]
+async fn instructions_targets_labels_quiet_and_stdin() {
+    let e = DockerEnv::new("").await;
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "ARG BASE\nFROM ${BASE} AS base\nONBUILD RUN echo triggered > /onbuild\n\
+         FROM base AS child\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nADD files.tar.gz /opt/\n\
+         ADD plain.txt /opt/plain.txt\nEXPOSE 8080 53/udp\nVOLUME /data\nSTOPSIGNAL SIGINT\n\
+         ENTRYPOINT [\"/bin/sh\", \"-c\"]\nCMD [\"cat /onbuild /opt/inner/f.txt\"]\n\
+         FROM base AS never\nRUN exit 9\n",
+    );
+    std::fs::write(ctx.path().join("files.tar.gz"), archive()).unwrap();
+    write(ctx.path(), "plain.txt", "plain\n");
+    let base = format!("BASE={}", e.busybox);
+    let dir = ctx.path().to_str().unwrap();
+    let args = [
+        "build",
+        "-q",
+        "--target",
+        "child",
+        "--label",
+        "built.by=e2e",
+        "--build-arg",
+        &base,
+        "--build-arg",
+        "UNUSED=1",
+        "-t",
+        "every:v1",
+        dir,
+    ];
+    let quiet = build(&e, &args).ok();
+    let id = quiet.out();
+    assert!(
+        id.starts_with("sha256:") && id.len() == 71 && !quiet.stdout.contains("Step"),
+        "-q prints only the id: {quiet:?}"
+    );
+    let run_out = e.docker(&["run", "--rm", "every:v1"]).ok();
+    assert_eq!(
+        run_out.out(),
+        "triggered\nfrom-archive",
+        "ONBUILD fired, ADD unpacked"
+    );
+    let owner = e
+        .docker(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "stat",
+            "every:v1",
+            "-c",
+            "%u:%g %a",
+            "/opt/inner/f.txt",
+            "/opt/plain.txt",
+        ])
+        .ok();
+    assert_eq!(
+        owner.out(),
+        "123:456 640\n0:0 644",
+        "archive owners kept, COPY'd file root's"
+    );
+    let f = e
+        .docker(&[
+            "image", "inspect", "--format",
+            "{{json .Config.ExposedPorts}} {{json .Config.Volumes}} {{.Config.StopSignal}} {{index .Config.Labels \"built.by\"}} {{json .Config.Entrypoint}} {{json .Config.OnBuild}}",
+            "every:v1",
+        ])
+        .ok();
+    assert_eq!(
+        f.out(),
+        r#"{"53/udp":{},"8080/tcp":{}} {"/data":{}} SIGINT e2e ["/bin/sh","-c"] null"#
+    );
+    // Not quiet: the cached rebuild, and the unused build argument named.
+    let loud: Vec<&str> = args.iter().copied().filter(|a| *a != "-q").collect();
+    let again = build(&e, &loud).ok();
+    assert!(
+        again
+            .stdout
+            .contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{again:?}"
+    );
+    assert!(
+        again.stdout.contains("Step 11/11 : CMD"),
+        "the target's steps only: {again:?}"
+    );
+    assert!(!again.stdout.contains("exit 9"));
+    assert!(
+        again
+            .stdout
+            .contains(&format!("Successfully built {}", &id[7..19])),
+        "{again:?}"
+    );
+
+    // `docker build -` sends the Dockerfile alone as the body.
+    let df = format!("FROM {}\nRUN echo from-stdin > /x\nCMD cat /x\n", e.busybox);
+    let mut c = build_cmd(&e, &["build", "-t", "stdin:v1", "-"]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), df.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        e.docker(&["run", "--rm", "stdin:v1"]).ok().out(),
+        "from-stdin"
+    );
+}

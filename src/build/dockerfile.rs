@@ -331,11 +331,11 @@ fn split_keyword(line: &str) -> (&str, &str) {
     }
 }
 
+/// `--name[=value]` flags as given.
+type Flags = Vec<(String, Option<String>)>;
+
 /// Leading `--name[=value]` flags, the only ones `allowed`.
-fn flags<'a>(
-    rest: &'a str,
-    allowed: &[&str],
-) -> Result<(Vec<(String, Option<String>)>, &'a str), Error> {
+fn flags<'a>(rest: &'a str, allowed: &[&str]) -> Result<(Flags, &'a str), Error> {
     let mut out = Vec::new();
     let mut r = rest.trim_start();
     while let Some(f) = r.strip_prefix("--") {
@@ -551,9 +551,7 @@ fn name_values(keyword: &str, rest: &str, lexer: &Lexer) -> Result<Vec<(String, 
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => {
-                Err(Error::syntax(format!("{keyword} names can not be blank")))
-            }
+            Some(("", _)) => Err(Error::syntax(format!("{keyword} names can not be blank"))),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Err(Error::syntax(format!(
                 "Syntax error - can't find = in {w:?}. Must be of the form: name=value"

@@ -175,10 +175,9 @@ impl Lexer {
                 }
                 c if c == sc.escape => {
                     sc.next();
-                    match sc.next() {
-                        Some(n) => cur.push(n),
-                        // A lone escape at the end is dropped.
-                        None => {}
+                    // A lone escape at the end is dropped.
+                    if let Some(n) = sc.next() {
+                        cur.push(n);
                     }
                 }
                 c => {

@@ -292,7 +292,7 @@ impl Engine {
             progress
                 .send(Message::step(n, total, &stage.original))
                 .await;
-            let mut st = self.from_step(&mut b, &stage.base).await?;
+            let mut st = self.base_step(&mut b, &stage.base).await?;
             for inst in &stage.instructions {
                 n += 1;
                 progress.send(Message::step(n, total, &inst.original)).await;
@@ -356,6 +356,13 @@ impl Engine {
             .promote(&id, tags.iter().map(|(f, _)| f.clone()).collect())
             .await?;
         progress.send(Message::Built(rec.id.to_string())).await;
+        if progress.quiet {
+            // What `-q` prints: the image id alone.
+            let _ = progress
+                .tx
+                .send(Message::Stream(format!("{}\n", rec.id)))
+                .await;
+        }
         progress
             .send(Message::Stream(format!(
                 "Successfully built {}\n",
@@ -387,12 +394,7 @@ impl Engine {
     }
 
     /// Takes the step from the cache when it is there (and allowed).
-    async fn from_cache(
-        &self,
-        b: &Build<'_>,
-        st: &mut StageState,
-        key: &str,
-    ) -> Result<bool, Failure> {
+    async fn cached(&self, b: &Build<'_>, st: &mut StageState, key: &str) -> Result<bool, Failure> {
         if b.opts.no_cache {
             return Ok(false);
         }
@@ -418,7 +420,7 @@ impl Engine {
         change: impl FnOnce(&mut ImageConfig),
     ) -> Result<(), Failure> {
         let key = Self::cache_key(st, text);
-        if self.from_cache(b, st, &key).await? {
+        if self.cached(b, st, &key).await? {
             return Ok(());
         }
         change(&mut st.config);

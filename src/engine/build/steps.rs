@@ -91,7 +91,7 @@ impl Engine {
     }
 
     /// FROM: the stage starts from a previous stage, scratch or an image.
-    pub(super) async fn from_step(
+    pub(super) async fn base_step(
         &self,
         b: &mut Build<'_>,
         base: &str,
@@ -359,7 +359,7 @@ impl Engine {
             format!("|{} {} {}", shown.len(), shown.join(" "), argv.join(" "))
         };
         let key = Self::cache_key(st, &format!("RUN {created_by}"));
-        if self.from_cache(b, st, &key).await? {
+        if self.cached(b, st, &key).await? {
             return Ok(());
         }
         let Some(image) = st.image.clone() else {
@@ -416,7 +416,7 @@ impl Engine {
         dir: &str,
     ) -> Result<(), Failure> {
         let key = Self::cache_key(st, &format!("WORKDIR {dir}"));
-        if self.from_cache(b, st, &key).await? {
+        if self.cached(b, st, &key).await? {
             return Ok(());
         }
         st.config.set("WorkingDir", json!(dir));
@@ -589,7 +589,7 @@ impl Engine {
                 .unwrap_or_default(),
         );
         let key = Self::cache_key(st, &text);
-        if self.from_cache(b, st, &key).await? {
+        if self.cached(b, st, &key).await? {
             return Ok(());
         }
         let path = b.scratch.path().join(format!("copy-{key}.tar.gz"));
