@@ -80,6 +80,10 @@ fn main() {
     }
     report("docker build, 5 steps, cold (--no-cache)", &mut cold);
     report("docker build, 5 steps, cached", &mut cached);
-    assert_eq!(e.docker(&["ps", "-aq"]).ok().out(), "", "no build container left");
+    assert_eq!(
+        e.docker(&["ps", "-aq"]).ok().out(),
+        "",
+        "no build container left"
+    );
     drop(e);
 }

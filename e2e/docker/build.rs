@@ -461,3 +461,43 @@ async fn instructions_targets_labels_quiet_and_stdin() {
         "from-stdin"
     );
 }
+
+/// Debian's docker-compose 1.29 builds a service's `build:` context
+/// (through its docker-py, not the CLI).
+#[tokio::test]
+async fn compose_builds_a_service() {
+    let e = DockerEnv::new("").await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "app/Dockerfile",
+        &format!(
+            "FROM {}\nARG WHO\nCOPY msg /msg\nRUN echo \"$WHO\" >> /msg\nCMD cat /msg\n",
+            e.busybox
+        ),
+    );
+    write(dir.path(), "app/msg", "hello\n");
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "version: \"3.7\"\nservices:\n  app:\n    build:\n      context: ./app\n      args:\n        WHO: compose\n    image: composed:v1\n",
+    );
+    let mut c = Command::new("docker-compose");
+    c.args(["-p", "berthbuild", "build"])
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", e.host())
+        .env("DOCKER_CONFIG", e.cli_config.path())
+        .env_remove("DOCKER_BUILDKIT")
+        .env_remove("COMPOSE_DOCKER_CLI_BUILD");
+    let r = run(c);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("Successfully tagged composed:v1")
+            || r.stderr.contains("Successfully tagged composed:v1"),
+        "{r:?}"
+    );
+    assert_eq!(
+        e.docker(&["run", "--rm", "composed:v1"]).ok().out(),
+        "hello\ncompose"
+    );
+}
