@@ -501,3 +501,81 @@ async fn compose_builds_a_service() {
         "hello\ncompose"
     );
 }
+
+/// The paths in the last layer of `image`, from `docker save`.
+fn last_layer_paths(e: &DockerEnv, image: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("img.tar");
+    e.docker(&["save", "-o", out.to_str().unwrap(), image]).ok();
+    let mut a = tar::Archive::new(std::fs::File::open(&out).unwrap());
+    a.unpack(dir.path().join("x")).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("x/manifest.json")).unwrap())
+            .unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    let last = dir
+        .path()
+        .join("x")
+        .join(layers.last().unwrap().as_str().unwrap());
+    let f = std::fs::File::open(last).unwrap();
+    let mut gz = flate2::read::MultiGzDecoder::new(f);
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut gz, &mut plain).unwrap();
+    let mut t = tar::Archive::new(&plain[..]);
+    t.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+/// A RUN's layer holds what the command changed — files, deletions as
+/// whiteouts, a replaced directory as an opaque one — and not the mount
+/// points the runtime made for the build container.
+#[tokio::test]
+async fn run_layers_hold_only_the_changes() {
+    let e = DockerEnv::new("").await;
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!(
+            "FROM {}\nRUN echo hi > /hi && rm /etc/group && mkdir -p /srv/old && rm -rf /srv && mkdir /srv && echo new > /srv/only\n",
+            e.busybox
+        ),
+    );
+    build(
+        &e,
+        &["build", "-t", "changes:v1", ctx.path().to_str().unwrap()],
+    )
+    .ok();
+    let mut paths = last_layer_paths(&e, "changes:v1");
+    paths.sort();
+    let ls = e
+        .docker(&[
+            "run",
+            "--rm",
+            "changes:v1",
+            "sh",
+            "-c",
+            "cat /hi; ls /srv; test -e /etc/group || echo no-group",
+        ])
+        .ok();
+    assert_eq!(ls.out(), "hi\nonly\nno-group");
+    for p in ["hi", "etc/.wh.group", "srv/only"] {
+        assert!(paths.iter().any(|x| x == p), "{p} missing from {paths:?}");
+    }
+    for p in &paths {
+        assert!(
+            ![
+                "etc/hosts",
+                "etc/resolv.conf",
+                "etc/hostname",
+                "proc/",
+                "sys/",
+                "dev/"
+            ]
+            .contains(&p.as_str()),
+            "a runtime mount point was committed: {paths:?}"
+        );
+    }
+}

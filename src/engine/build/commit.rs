@@ -2,10 +2,12 @@
 //! layer (the overlay upper dir) as a compressed layer tar. Kept narrow so
 //! the engine's own container diff (issue 13's layer diff) can take its place.
 
+use std::collections::HashSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::copy::{self, Body, Entry};
+use crate::build::ignore::clean;
 use crate::engine::{Engine, Error};
 use crate::image::service::StepLayer;
 
@@ -15,8 +17,18 @@ impl Engine {
         let rec = self.container(id)?;
         let upper = rec.layer_dir.join("upper");
         let path = path.to_path_buf();
+        let spec = rec.dir.join("config.json");
         tokio::task::spawn_blocking(move || {
-            let entries = upper_entries(&upper)?;
+            // The runtime's mount points (/etc/hosts, /proc, …) are made in
+            // the upper dir but are not the command's changes.
+            let mounts: HashSet<String> = oci_spec::runtime::Spec::load(&spec)
+                .map_err(|e| Error::internal(format!("failed to read {}: {e}", spec.display())))?
+                .mounts()
+                .iter()
+                .flatten()
+                .map(|m| clean(&m.destination().to_string_lossy()))
+                .collect();
+            let entries = upper_entries(&upper, &mounts)?;
             copy::write_layer(&entries, &path).map_err(|e| {
                 Error::internal(format!(
                     "failed to write the layer of {}: {e}",
@@ -31,13 +43,14 @@ impl Engine {
 
 /// The upper dir's entries in layer form: overlay whiteouts (0/0 character
 /// devices) as `.wh.` files, opaque directories with `.wh..wh..opq`.
-fn upper_entries(upper: &Path) -> Result<Vec<Entry>, Error> {
+/// Mount points in `skip` are left out, with what is below them.
+fn upper_entries(upper: &Path, skip: &HashSet<String>) -> Result<Vec<Entry>, Error> {
     let mut out = Vec::new();
-    walk(upper, "", &mut out)?;
+    walk(upper, "", skip, &mut out)?;
     Ok(out)
 }
 
-fn walk(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> Result<(), Error> {
+fn walk(dir: &Path, rel: &str, skip: &HashSet<String>, out: &mut Vec<Entry>) -> Result<(), Error> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::internal(format!("failed to read {}: {e}", dir.display())))?
         .flatten()
@@ -52,6 +65,9 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> Result<(), Error> {
         } else {
             format!("{rel}/{name}")
         };
+        if skip.contains(&path) {
+            continue;
+        }
         let m = std::fs::symlink_metadata(&host)
             .map_err(|e| Error::internal(format!("failed to stat {}: {e}", host.display())))?;
         let ft = m.file_type();
@@ -92,7 +108,7 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> Result<(), Error> {
                     mtime: 0,
                 });
             }
-            walk(&host, &path, out)?;
+            walk(&host, &path, skip, out)?;
         } else if ft.is_file() {
             out.push(Entry {
                 body: Body::File(host.clone()),
