@@ -491,6 +491,7 @@ async fn compose_builds_a_service() {
         .env_remove("COMPOSE_DOCKER_CLI_BUILD");
     let r = run(c);
     assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("Using cache"), "{r:?}");
     assert!(
         r.stdout.contains("Successfully tagged composed:v1")
             || r.stderr.contains("Successfully tagged composed:v1"),
@@ -499,6 +500,29 @@ async fn compose_builds_a_service() {
     assert_eq!(
         e.docker(&["run", "--rm", "composed:v1"]).ok().out(),
         "hello\ncompose"
+    );
+
+    // The build cache is on disk: after a daemon restart (and its start-up
+    // garbage collection) the same build is served from it.
+    let mut e = e;
+    e.d.restart().await;
+    let ctxdir = dir.path().join("app");
+    let again = build(
+        &e,
+        &[
+            "build",
+            "--build-arg",
+            "WHO=compose",
+            "-t",
+            "composed:v1",
+            ctxdir.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert_eq!(
+        again.stdout.matches(" ---> Using cache").count(),
+        4,
+        "{again:?}"
     );
 }
 
