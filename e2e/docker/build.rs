@@ -141,12 +141,24 @@ async fn multi_stage_build_runs_and_rebuilds_from_cache() {
         .contains(&format!("Successfully built {}", &id[7..19])));
     // History: one entry per step, newest first, over busybox's.
     let hist = e
-        .docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "built:v1"])
+        .docker(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "built:v1",
+        ])
         .ok();
     let lines: Vec<&str> = hist.out().lines().collect();
-    assert!(lines[0].contains(r#"CMD ["cat","/app/greeting"]"#), "{hist:?}");
+    assert!(
+        lines[0].contains(r#"CMD ["cat","/app/greeting"]"#),
+        "{hist:?}"
+    );
     assert!(lines[5].contains("COPY --from=builder"), "{hist:?}");
-    assert!(lines[6].contains("LABEL org.example.stage=final"), "{hist:?}");
+    assert!(
+        lines[6].contains("LABEL org.example.stage=final"),
+        "{hist:?}"
+    );
     // Intermediate images are not listed; the build's containers are gone.
     let images = e.docker(&["images", "-q", "--no-trunc"]).ok();
     let ids: std::collections::BTreeSet<&str> = images.out().lines().collect();

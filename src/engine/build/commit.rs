@@ -127,3 +127,48 @@ fn walk(dir: &Path, rel: &str, skip: &HashSet<String>, out: &mut Vec<Entry>) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_dirs_in_layer_form() {
+        let t = tempfile::tempdir().unwrap();
+        let u = t.path();
+        std::fs::create_dir_all(u.join("etc")).unwrap();
+        std::fs::write(u.join("etc/hosts"), "").unwrap();
+        std::fs::write(u.join("etc/app.conf"), "x").unwrap();
+        std::fs::create_dir(u.join("proc")).unwrap();
+        std::fs::create_dir(u.join("opq")).unwrap();
+        xattr::set(u.join("opq"), "trusted.overlay.opaque", b"y").unwrap();
+        std::fs::write(u.join("opq/new"), "n").unwrap();
+        std::os::unix::fs::symlink("app.conf", u.join("etc/link")).unwrap();
+        nix::sys::stat::mknod(
+            &u.join("etc/gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .unwrap();
+        let skip: HashSet<String> = ["etc/hosts".to_string(), "proc".to_string()].into();
+        let e = upper_entries(u, &skip).unwrap();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "etc",
+                "etc/app.conf",
+                "etc/.wh.gone",
+                "etc/link",
+                "opq",
+                "opq/.wh..wh..opq",
+                "opq/new"
+            ]
+        );
+        assert_eq!(e[3].body, Body::Symlink("app.conf".into()));
+        assert_eq!(e[2].body, Body::File("/dev/null".into()));
+        let layer = copy::write_layer(&e, &t.path().join("l.tar.gz")).unwrap();
+        assert!(layer.file.size > 0);
+    }
+}
