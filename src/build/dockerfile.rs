@@ -190,7 +190,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// True for the steps that make a filesystem layer.
+    /// True for the steps that always make a filesystem layer (WORKDIR makes
+    /// one only when its directory is missing).
     pub fn makes_layer(&self) -> bool {
         matches!(self, Kind::Run(_) | Kind::Copy(_) | Kind::Add(_))
     }
