@@ -3,6 +3,7 @@
 //! containers under crun.
 
 mod attach;
+mod build;
 mod containers;
 mod cp;
 mod exec;

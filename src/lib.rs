@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod build;
 pub mod cgroups;
 pub mod config;
 pub mod cri;

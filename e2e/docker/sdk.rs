@@ -8,14 +8,8 @@ use std::process::Command;
 use crate::support::docker::DockerEnv;
 
 /// The venv's python with the `docker` package (see e2e/test.sh).
-fn sdk_python() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv/bin/python");
-    assert!(
-        p.exists(),
-        "the Docker SDK for Python is missing: run e2e/test.sh or \
-         `python3 -m venv target/e2e-venv && target/e2e-venv/bin/pip install docker==7.1.0`"
-    );
-    p
+fn sdk_python() -> String {
+    crate::support::python()
 }
 
 #[tokio::test]

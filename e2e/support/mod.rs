@@ -147,3 +147,19 @@ pub fn digest_of(data: &[u8]) -> String {
 pub fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
+
+/// The Python that has the Docker SDK: `BERTH_E2E_PYTHON`, else the venv
+/// `e2e/test.sh` makes in `target/e2e-venv` (a test using it fails with
+/// the way to make it when it is missing).
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("BERTH_E2E_PYTHON") {
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the Docker SDK for Python is missing: run e2e/test.sh or \
+         `python3 -m venv target/e2e-venv && target/e2e-venv/bin/pip install docker==7.1.0`"
+    );
+    venv.display().to_string()
+}

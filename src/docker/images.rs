@@ -9,7 +9,7 @@
 
 mod delete;
 mod pull;
-mod transfer;
+pub(crate) mod transfer;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};

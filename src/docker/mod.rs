@@ -7,6 +7,7 @@
 //! declared once. Errors are `{"message": "..."}` with Docker's status codes.
 
 pub mod archive;
+pub mod build;
 pub mod containers;
 pub mod create;
 pub mod error;
@@ -97,6 +98,7 @@ pub fn router(docker: Shared) -> Router {
         .merge(system::routes())
         .merge(events::routes())
         .merge(images::routes())
+        .merge(build::routes())
         .merge(create::routes())
         .merge(containers::routes())
         .merge(logs::routes())

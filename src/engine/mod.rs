@@ -6,6 +6,7 @@
 //! the sockets opened.
 
 pub mod attach;
+pub mod build;
 pub mod checkpoint;
 pub mod container;
 pub mod docker;

@@ -22,9 +22,11 @@ use super::registry::RegistryClient;
 use super::{Digest, Error, Paths, Reference};
 use crate::config::Config;
 use crate::storage::SnapshotStore;
-use crate::store::{Store, IMAGES, IMAGE_REFS};
+use crate::store::{Store, BUILD_IMAGES, IMAGES, IMAGE_REFS};
 
+mod build;
 mod local;
+pub use build::StepLayer;
 pub use local::{RemoteImage, Scratch};
 
 /// One layer of a recorded image.
@@ -284,6 +286,13 @@ impl ImageService {
                 return Ok(self.store.get::<ImageRecord>(IMAGES, &id)?);
             }
         }
+        if is_hex64(hex) {
+            // A build step's image (a build's RUN container runs from it).
+            let id = format!("sha256:{hex}");
+            if let Some(r) = self.store.get::<ImageRecord>(BUILD_IMAGES, &id)? {
+                return Ok(Some(r));
+            }
+        }
         // A short id, as Docker allows.
         if hex.len() >= 3 && hex.len() < 64 && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
             let hits: Vec<ImageRecord> = self
@@ -304,6 +313,14 @@ impl ImageService {
         let Some(rec) = self.resolve(name_or_id)? else {
             return Ok(false);
         };
+        if self
+            .store
+            .get::<ImageRecord>(IMAGES, rec.id.as_str())?
+            .is_none()
+        {
+            // Only a build step's image: `/build/prune` removes those.
+            return Ok(false);
+        }
         {
             let _g = self.gc_lock.lock().await;
             let store = self.store.clone();
@@ -331,7 +348,7 @@ impl ImageService {
         let _g = self.gc_lock.lock().await;
         let mut blobs: HashSet<Digest> = HashSet::new();
         let mut snaps: HashSet<String> = HashSet::new();
-        for r in self.list()? {
+        for r in self.list()?.into_iter().chain(self.build_steps()?) {
             blobs.extend(r.blobs().cloned());
             snaps.extend(r.snapshot_keys());
         }

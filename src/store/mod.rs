@@ -10,7 +10,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Tables the daemon uses; each maps a string key to a JSON record.
-pub const TABLES: &[&str] = &[IMAGES, IMAGE_REFS, PODS, CONTAINERS];
+pub const TABLES: &[&str] = &[
+    IMAGES,
+    IMAGE_REFS,
+    PODS,
+    CONTAINERS,
+    BUILD_IMAGES,
+    BUILD_KEYS,
+];
 /// pod sandbox id → pod record
 pub const PODS: &str = "pods";
 /// container id → container record
@@ -19,6 +26,11 @@ pub const CONTAINERS: &str = "containers";
 pub const IMAGES: &str = "images";
 /// `name:tag` or `name@digest` → image id
 pub const IMAGE_REFS: &str = "image_refs";
+/// image id → record of an image made by a build step (the build cache;
+/// not listed as an image, resolvable by full id)
+pub const BUILD_IMAGES: &str = "build_images";
+/// build cache key (parent id + instruction + content) → image id
+pub const BUILD_KEYS: &str = "build_keys";
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

@@ -282,6 +282,8 @@ const ROUTES: &[(&str, &str, BodyKind)] = &[
     ("POST", "/images/create", BodyKind::Tar),
     ("POST", "/images/load", BodyKind::Tar),
     ("POST", "/images/prune", BodyKind::None),
+    ("POST", "/build", BodyKind::Tar),
+    ("POST", "/build/prune", BodyKind::None),
     ("GET", "/images/{image}/json", BodyKind::None),
     ("GET", "/images/{image}/history", BodyKind::None),
     ("GET", "/images/{image}/get", BodyKind::None),

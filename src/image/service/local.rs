@@ -17,7 +17,7 @@ use crate::image::digest::chain_ids;
 use crate::image::manifest::{self, Descriptor, Document};
 use crate::image::pull::{blob_key, snapshot_key};
 use crate::image::{Digest, Error, Reference};
-use crate::store::{Writer, IMAGES, IMAGE_REFS};
+use crate::store::{Writer, BUILD_IMAGES, BUILD_KEYS, IMAGES, IMAGE_REFS};
 
 /// What a registry says an image is, before pulling it.
 #[derive(Debug, Clone)]
@@ -133,6 +133,19 @@ impl ImageService {
         manifest_body: Option<Vec<u8>>,
         names: Vec<String>,
     ) -> Result<ImageRecord, Error> {
+        self.register_into(config, layers, manifest_body, Target::Images(names))
+            .await
+    }
+
+    /// [`ImageService::register`] into the build cache, under `key`
+    /// (see `service/build.rs`).
+    pub(super) async fn register_into(
+        &self,
+        config: Vec<u8>,
+        layers: Vec<LoadLayer>,
+        manifest_body: Option<Vec<u8>>,
+        target: Target,
+    ) -> Result<ImageRecord, Error> {
         let id = Digest::of(&config);
         let bad = |reason: String| Error::BadManifest {
             what: format!("image config {id}"),
@@ -190,8 +203,12 @@ impl ImageService {
         let store = self.store.clone();
         let rec = blocking(move || {
             store.write(|w| {
+                let table = match &target {
+                    Target::Images(_) => IMAGES,
+                    Target::Build(_) => BUILD_IMAGES,
+                };
                 let mut rec = w
-                    .get::<ImageRecord>(IMAGES, id.as_str())?
+                    .get::<ImageRecord>(table, id.as_str())?
                     .unwrap_or(ImageRecord {
                         id: id.clone(),
                         repo_tags: vec![],
@@ -202,10 +219,15 @@ impl ImageService {
                         layers: records,
                         pulled_at: now_nanos(),
                     });
-                for n in &names {
-                    claim(w, &mut rec, n)?;
+                match &target {
+                    Target::Images(names) => {
+                        for n in names {
+                            claim(w, &mut rec, n)?;
+                        }
+                    }
+                    Target::Build(key) => w.put(BUILD_KEYS, key, &rec.id.to_string())?,
                 }
-                w.put(IMAGES, rec.id.as_str(), &rec)?;
+                w.put(table, rec.id.as_str(), &rec)?;
                 Ok::<_, Error>(rec)
             })
         })
@@ -306,9 +328,17 @@ impl ImageService {
     }
 }
 
+/// Where [`ImageService::register_into`] records an image.
+pub(super) enum Target {
+    /// As an image, with these names.
+    Images(Vec<String>),
+    /// In the build cache, under this key.
+    Build(String),
+}
+
 /// Points `name` at `rec` (in `rec.repo_tags`, or `repo_digests` for a
 /// `name@digest`), removing it from the image that held it.
-fn claim(w: &mut Writer<'_>, rec: &mut ImageRecord, name: &str) -> Result<(), Error> {
+pub(super) fn claim(w: &mut Writer<'_>, rec: &mut ImageRecord, name: &str) -> Result<(), Error> {
     if let Some(old_id) = w.get::<String>(IMAGE_REFS, name)? {
         if old_id != rec.id.as_str() {
             if let Some(mut old) = w.get::<ImageRecord>(IMAGES, &old_id)? {
