@@ -85,12 +85,7 @@ pub fn options(pairs: &[(String, String)]) -> Result<(BuildOptions, bool), ApiEr
 }
 
 async fn build(State(d): State<Shared>, uri: http::Uri, body: Body) -> Result<Response, ApiError> {
-    let uri: http::Uri = format!("/?{}", uri.query().unwrap_or(""))
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))?;
-    let axum::extract::Query(pairs) =
-        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
-            .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))?;
+    let pairs = super::images::transfer::query_pairs(&uri)?;
     let (opts, quiet) = options(&pairs)?;
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
     let engine = d.engine.clone();

@@ -399,29 +399,6 @@ fn pod_config(
     ))
 }
 
-/// `uid[:gid]` or `name[:gid]` → the CRI user fields.
-fn apply_user(user: &str, sc: &mut cri::LinuxContainerSecurityContext) -> Result<(), ApiError> {
-    if user.is_empty() {
-        return Ok(());
-    }
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    match u.parse::<i64>() {
-        Ok(uid) => sc.run_as_user = Some(cri::Int64Value { value: uid }),
-        Err(_) => sc.run_as_username = u.to_string(),
-    }
-    if let Some(g) = g {
-        let gid = g.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "unable to find group {g}: group names in User are not supported, use a numeric gid"
-            ))
-        })?;
-        sc.run_as_group = Some(cri::Int64Value { value: gid });
-    }
-    Ok(())
-}
 
 fn container_config(
     d: &Shared,
@@ -507,7 +484,8 @@ fn container_config(
             }
         }
     }
-    apply_user(&req.user, &mut sc)?;
+    crate::runtime::user::apply_image_user(&req.user, "User", &mut sc)
+        .map_err(ApiError::bad_request)?;
     let (mut cpu_period, mut cpu_quota) = (hc.cpu_period, hc.cpu_quota);
     if hc.nano_cpus > 0 {
         if hc.cpu_quota > 0 || hc.cpu_period > 0 {
@@ -586,6 +564,7 @@ fn container_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::user::apply_image_user;
 
     #[test]
     fn names_follow_docker_rules() {
@@ -617,13 +596,13 @@ mod tests {
             (80, 8080, "127.0.0.1")
         );
         let mut sc = cri::LinuxContainerSecurityContext::default();
-        apply_user("1000:50", &mut sc).unwrap();
+        apply_image_user("1000:50", "User", &mut sc).unwrap();
         assert_eq!(sc.run_as_user.unwrap().value, 1000);
         assert_eq!(sc.run_as_group.unwrap().value, 50);
         let mut sc = cri::LinuxContainerSecurityContext::default();
-        apply_user("nobody", &mut sc).unwrap();
+        apply_image_user("nobody", "User", &mut sc).unwrap();
         assert_eq!(sc.run_as_username, "nobody");
-        assert!(apply_user("1:wheel", &mut sc).is_err());
+        assert!(apply_image_user("1:wheel", "User", &mut sc).is_err());
     }
 
     #[test]

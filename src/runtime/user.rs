@@ -56,6 +56,34 @@ struct GroupEntry {
 
 /// Resolves `request` against `rootfs/etc/passwd` and `rootfs/etc/group`.
 /// Missing files count as empty.
+/// An image's or a Docker request's `uid[:gid]` / `name[:gid]` as the CRI
+/// user fields of `sc`; `what` names the field in the error ("User",
+/// "USER"): group names are not resolved here.
+pub fn apply_image_user(
+    user: &str,
+    what: &str,
+    sc: &mut k8s_cri::v1::LinuxContainerSecurityContext,
+) -> Result<(), String> {
+    if user.is_empty() {
+        return Ok(());
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    match u.parse::<i64>() {
+        Ok(uid) => sc.run_as_user = Some(k8s_cri::v1::Int64Value { value: uid }),
+        Err(_) => sc.run_as_username = u.to_string(),
+    }
+    if let Some(g) = g {
+        let gid = g.parse::<i64>().map_err(|_| {
+            format!("unable to find group {g}: group names in {what} are not supported, use a numeric gid")
+        })?;
+        sc.run_as_group = Some(k8s_cri::v1::Int64Value { value: gid });
+    }
+    Ok(())
+}
+
 pub fn resolve_user(rootfs: &Path, request: &UserRequest) -> Result<ResolvedUser, SpecError> {
     let passwd = parse_passwd(&read_database(rootfs, "etc/passwd")?);
     let groups = parse_group(&read_database(rootfs, "etc/group")?);

@@ -20,14 +20,21 @@ use crate::docker::{ApiError, Shared};
 use crate::image::archive::{self, SaveImage};
 use crate::image::{ImageRecord, Reference};
 
-/// `GET /images/get?names=a&names=b`.
-pub async fn save_many(State(docker): State<Shared>, uri: http::Uri) -> Result<Response, ApiError> {
+/// A request's query as its (name, value) pairs in order, repeated names
+/// kept (`names=a&names=b`, `t=a&t=b`).
+pub(crate) fn query_pairs(uri: &http::Uri) -> Result<Vec<(String, String)>, ApiError> {
     let uri: http::Uri = format!("/?{}", uri.query().unwrap_or(""))
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))?;
     let axum::extract::Query(pairs) =
         axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
             .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))?;
+    Ok(pairs)
+}
+
+/// `GET /images/get?names=a&names=b`.
+pub async fn save_many(State(docker): State<Shared>, uri: http::Uri) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&uri)?;
     let names: Vec<String> = pairs
         .into_iter()
         .filter(|(k, _)| k == "names")

@@ -98,7 +98,8 @@ impl Engine {
             }),
             ..Default::default()
         };
-        apply_user(&spec.user, &mut sc)?;
+        crate::runtime::user::apply_image_user(&spec.user, "USER", &mut sc)
+            .map_err(Error::InvalidArgument)?;
         let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         // What `docker inspect` of the build container shows.
         let request = json!({
@@ -181,29 +182,6 @@ impl Engine {
     }
 }
 
-/// `uid[:gid]` or `name[:gid]` as the CRI user fields.
-fn apply_user(user: &str, sc: &mut cri::LinuxContainerSecurityContext) -> Result<(), Error> {
-    if user.is_empty() {
-        return Ok(());
-    }
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    match u.parse::<i64>() {
-        Ok(uid) => sc.run_as_user = Some(cri::Int64Value { value: uid }),
-        Err(_) => sc.run_as_username = u.to_string(),
-    }
-    if let Some(g) = g {
-        let gid = g.parse::<i64>().map_err(|_| {
-            Error::InvalidArgument(format!(
-                "unable to find group {g}: group names in USER are not supported, use a numeric gid"
-            ))
-        })?;
-        sc.run_as_group = Some(cri::Int64Value { value: gid });
-    }
-    Ok(())
-}
 
 /// Follows a CRI log file (`<time> <stream> <P|F> <text>`), turning its
 /// lines back into the output the command wrote.
