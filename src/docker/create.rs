@@ -399,7 +399,6 @@ fn pod_config(
     ))
 }
 
-
 fn container_config(
     d: &Shared,
     req: &CreateRequest,

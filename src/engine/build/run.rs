@@ -182,7 +182,6 @@ impl Engine {
     }
 }
 
-
 /// Follows a CRI log file (`<time> <stream> <P|F> <text>`), turning its
 /// lines back into the output the command wrote.
 struct LogTail {
