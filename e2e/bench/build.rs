@@ -51,7 +51,9 @@ fn main() {
         ),
     )
     .expect("Dockerfile");
-    let blob: Vec<u8> = (0..1u32 << 20).map(|i| i.wrapping_mul(2654435761) as u8).collect();
+    let blob: Vec<u8> = (0..1u32 << 20)
+        .map(|i| i.wrapping_mul(2654435761) as u8)
+        .collect();
     std::fs::write(ctx.path().join("blob"), blob).expect("blob");
     let dir = ctx.path().to_str().expect("utf-8 path").to_string();
     let build = |extra: &[&str]| {
