@@ -393,8 +393,8 @@ impl Engine {
         // status call) waits: "start" comes before "die" in every stream.
         self.starting_set().insert(id.to_string());
         let res = oci.start(id).await;
-        self.starting_set().remove(id);
         if let Err(e) = res {
+            self.starting_set().remove(id);
             rec.state = ContainerState::Exited;
             rec.finished_at = now_nanos();
             rec.exit_code = 128;
@@ -403,12 +403,20 @@ impl Engine {
             self.put_container(&rec)?;
             return Err(e);
         }
-        let mut rec = self.container(id)?;
-        if rec.state == ContainerState::Created {
-            rec.state = ContainerState::Running;
-        }
-        rec.started_at = started;
-        self.put_container(&rec)?;
+        // Still "starting" until the start is recorded: an exit watcher or
+        // status call reading the record meanwhile must not judge the exit
+        // of a record that does not say it started (and then write that
+        // stale record back over this one).
+        let recorded = self.container(id).and_then(|mut rec| {
+            if rec.state == ContainerState::Created {
+                rec.state = ContainerState::Running;
+            }
+            rec.started_at = started;
+            self.put_container(&rec)?;
+            Ok(rec)
+        });
+        self.starting_set().remove(id);
+        let rec = recorded?;
         self.emit_container("start", &rec, &[]);
         let since_create = (rec.started_at - rec.created_at).max(0) as u64;
         crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
@@ -622,7 +630,10 @@ impl Engine {
             None => false,
         };
         if changed {
-            if rec.started_at == 0 && rec.state == ContainerState::Running {
+            // A container that exited was started, whatever record was read.
+            if rec.started_at == 0
+                && matches!(rec.state, ContainerState::Running | ContainerState::Created)
+            {
                 rec.started_at = rec.finished_at;
             }
             rec.state = ContainerState::Exited;
