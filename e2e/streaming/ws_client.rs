@@ -1,9 +1,9 @@
-//! A small WebSocket streaming client for the tests, built on berth's frame
-//! codec and behaving like client-go's WebSocket executor: an RFC 6455
-//! upgrade offering `channel.k8s.io` sub-protocols, masked frames, one
-//! channel byte per message (an ASCII digit plus base64 in the base64
-//! protocols), `[255, n]` to close a channel under v5, and a close frame
-//! answered with a close frame.
+//! A small WebSocket streaming client for the tests, behaving like
+//! client-go's WebSocket executor: an RFC 6455 upgrade offering
+//! `channel.k8s.io` sub-protocols, then tungstenite in the client role
+//! (masked frames, pings and the server's close answered), one channel byte
+//! per message (an ASCII digit plus base64 in the base64 protocols), and
+//! `[255, n]` to close a channel under v5.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use berth::streaming::ws::{frame, Assembler, FrameDecoder, Message, Opcode};
-use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 #[derive(Default)]
 struct Seen {
@@ -28,7 +30,7 @@ struct Seen {
 
 /// One upgraded connection.
 pub struct WsClient {
-    out: mpsc::UnboundedSender<(Opcode, Vec<u8>)>,
+    out: mpsc::UnboundedSender<Message>,
     seen: Arc<Mutex<Seen>>,
     changed: Arc<Notify>,
     /// The sub-protocol the server chose ("" if none).
@@ -114,15 +116,12 @@ async fn connect_with(
         "{head}"
     );
     let protocol = header("sec-websocket-protocol").unwrap_or_default();
-    let (mut rd, mut wr) = tokio::io::split(tcp);
-    let (out, mut out_rx) = mpsc::unbounded_channel::<(Opcode, Vec<u8>)>();
+    let ws = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+    let (mut sink, mut stream) = ws.split();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(async move {
-        let mut n: u32 = 0;
-        while let Some((op, payload)) = out_rx.recv().await {
-            n = n.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let mut buf = BytesMut::new();
-            frame::encode(true, op, &payload, Some(n.to_be_bytes()), &mut buf);
-            if wr.write_all(&buf).await.is_err() {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(m).await.is_err() {
                 return;
             }
         }
@@ -131,46 +130,30 @@ async fn connect_with(
     let changed = Arc::new(Notify::new());
     let base64 = protocol.contains("base64");
     let reader = {
-        let (seen, changed, out) = (seen.clone(), changed.clone(), out.clone());
+        let (seen, changed) = (seen.clone(), changed.clone());
         tokio::spawn(async move {
-            let dec = FrameDecoder::new(false, 64 << 20);
-            let mut asm = Assembler::new(64 << 20);
-            let mut buf = BytesMut::new();
-            loop {
-                while let Ok(Some(f)) = dec.decode(&mut buf) {
-                    let Ok(Some(m)) = asm.push(f) else { continue };
-                    let mut s = seen.lock().unwrap();
-                    match m {
-                        Message::Binary(b) if !b.is_empty() => record(&mut s, b[0], &b[1..]),
-                        Message::Text(t) if !t.is_empty() => {
-                            let data = base64::engine::general_purpose::STANDARD
-                                .decode(&t[1..])
-                                .expect("base64 payload");
-                            record(&mut s, t[0] - b'0', &data);
-                        }
-                        Message::Ping(p) => {
-                            let _ = out.send((Opcode::Pong, p.to_vec()));
-                        }
-                        Message::Close(c) => {
-                            // Answer as gorilla/websocket does.
-                            let code = c.as_ref().map_or(1000, |(c, _)| *c);
-                            let _ = out.send((Opcode::Close, frame::close_body(code, "")));
-                            s.close = Some(c);
-                        }
-                        _ => {}
+            // tungstenite answers pings and the server's close on the next read.
+            while let Some(Ok(m)) = stream.next().await {
+                let mut s = seen.lock().unwrap();
+                match m {
+                    Message::Binary(b) if !b.is_empty() => record(&mut s, b[0], &b[1..]),
+                    Message::Text(t) if !t.is_empty() => {
+                        let t = t.as_bytes();
+                        let data = base64::engine::general_purpose::STANDARD
+                            .decode(&t[1..])
+                            .expect("base64 payload");
+                        record(&mut s, t[0] - b'0', &data);
                     }
-                    drop(s);
-                    changed.notify_waiters();
-                }
-                match rd.read_buf(&mut buf).await {
-                    Ok(n) if n > 0 => {}
-                    _ => {
-                        seen.lock().unwrap().eof = true;
-                        changed.notify_waiters();
-                        return;
+                    Message::Close(c) => {
+                        s.close = Some(c.map(|f| (u16::from(f.code), f.reason.to_string())));
                     }
+                    _ => {}
                 }
+                drop(s);
+                changed.notify_waiters();
             }
+            seen.lock().unwrap().eof = true;
+            changed.notify_waiters();
         })
     };
     Ok(WsClient {
@@ -215,18 +198,18 @@ impl WsClient {
         let msg = if self.base64 {
             let mut t = String::from(char::from(b'0' + ch));
             t.push_str(&base64::engine::general_purpose::STANDARD.encode(data));
-            (Opcode::Text, t.into_bytes())
+            Message::Text(t.into())
         } else {
             let mut b = vec![ch];
             b.extend_from_slice(data);
-            (Opcode::Binary, b)
+            Message::Binary(b.into())
         };
         let _ = self.out.send(msg);
     }
 
     /// v5: closes channel `ch` (stdin half-close).
     pub fn close_channel(&self, ch: u8) {
-        let _ = self.out.send((Opcode::Binary, vec![255, ch]));
+        let _ = self.out.send(Message::Binary(vec![255, ch].into()));
     }
 
     /// Waits until `f` holds for what channel `ch` received (or the

@@ -3,31 +3,32 @@
 //! base64), the same channels for port-forward, and SPDY tunnelled in binary
 //! messages for port-forward from newer clients.
 //!
-//! `frame` is the wire format, `session` one connection's channels, `sha1`
-//! the digest the handshake needs.
+//! The wire protocol (RFC 6455 framing, masking, control frames, the close
+//! handshake) is tungstenite's; `session` is one connection's channels. The
+//! HTTP upgrade itself is answered by the streaming server (`negotiate`),
+//! with [`accept_key`].
 
-pub mod frame;
 mod session;
-mod sha1;
 
-#[cfg(test)]
-mod frame_tests;
 #[cfg(test)]
 mod session_tests;
 
-pub use frame::{Assembler, Frame, FrameDecoder, FrameError, Message, Opcode};
 pub use session::{
-    ChannelConfig, ChannelReader, ChannelReaders, ChannelWriter, Codec, Session, Tunnel,
+    close_code, ChannelConfig, ChannelReader, ChannelReaders, ChannelWriter, Codec, Session, Tunnel,
 };
 
 use base64::Engine as _;
+use sha1::{Digest as _, Sha1};
 
 /// The GUID RFC 6455 §1.3 appends to the client's key.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// `Sec-WebSocket-Accept` for the client's `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
-    let digest = sha1::digest(format!("{}{ACCEPT_GUID}", key.trim()).as_bytes());
+    let mut sha = Sha1::new();
+    sha.update(key.trim().as_bytes());
+    sha.update(ACCEPT_GUID.as_bytes());
+    let digest = sha.finalize();
     base64::engine::general_purpose::STANDARD.encode(digest)
 }
 

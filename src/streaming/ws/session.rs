@@ -8,9 +8,12 @@
 //! client's input on channel n. In raw mode (a tunnelled SPDY connection)
 //! binary messages are a plain byte stream with no channel byte.
 //!
-//! Two tasks drive a session: `inbound` reads frames, answers pings and
-//! closes, and hands input to [`ChannelReader`]s; `outbound` owns the write
-//! half and sends what [`ChannelWriter`]s queued, in order.
+//! The WebSocket protocol itself (framing, masking, fragmentation, control
+//! frames, the close handshake, limits) is tungstenite's. One task drives a
+//! session in two halves: `inbound` reads messages and hands input to
+//! [`ChannelReader`]s (tungstenite answers pings and the peer's close);
+//! `outbound` owns the write half and sends what [`ChannelWriter`]s queued,
+//! in order.
 //!
 //! ```text
 //! open ──close()──> closing (Close queued) ──peer's Close / timeout──> ended
@@ -24,14 +27,26 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
 
-use super::frame::{self, close_code, Assembler, FrameDecoder, Message, Opcode};
+/// Close status codes used here (RFC 6455 §7.4.1).
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const TOO_BIG: u16 = 1009;
+}
 
-/// Largest message accepted from a client.
+/// Largest message (and frame) accepted from a client.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Largest payload put in one outgoing message.
 const MAX_CHUNK: usize = 32 * 1024;
@@ -39,7 +54,6 @@ const MAX_CHUNK: usize = 32 * 1024;
 const QUEUE_LIMIT: usize = 256 * 1024;
 /// Messages buffered per input channel before reading the socket pauses.
 const INPUT_BACKLOG: usize = 16;
-const READ_CHUNK: usize = 32 * 1024;
 /// How long the peer gets to answer our close frame.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The v5 close-stream signal's first byte.
@@ -72,11 +86,11 @@ pub struct ChannelConfig {
 
 #[derive(Default)]
 struct Outbox {
-    frames: VecDeque<Bytes>,
+    messages: VecDeque<Message>,
     queued: usize,
-    /// Our close frame is queued: nothing may follow it.
+    /// A close frame is queued or was answered: nothing may follow it.
     closing: bool,
-    /// Our close frame is on the wire.
+    /// Our close frame (or tungstenite's answer to the peer's) is on the wire.
     close_sent: bool,
     /// The peer sent its close frame (or is not worth waiting for).
     peer_closed: bool,
@@ -91,18 +105,31 @@ struct Shared {
     codec: Codec,
 }
 
+/// Payload bytes of a queued message, for the queue limit.
+fn weight(m: &Message) -> usize {
+    match m {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) | Message::Frame(_) => 0,
+    }
+}
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Outbox> {
-        self.outbox.lock().expect("websocket outbox lock")
+        // A writer that panicked holding the lock left a consistent queue
+        // (every change under it is a single push or drain).
+        self.outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn queue(&self, frame: Bytes) {
+    fn queue(&self, msg: Message) {
         let mut o = self.lock();
         if o.closing || o.ended {
             return;
         }
-        o.queued += frame.len();
-        o.frames.push_back(frame);
+        o.queued += weight(&msg);
+        o.messages.push_back(msg);
         drop(o);
         self.ready.notify_one();
     }
@@ -113,15 +140,10 @@ impl Shared {
         if o.closing || o.ended {
             return;
         }
-        let mut buf = BytesMut::new();
-        frame::encode(
-            true,
-            Opcode::Close,
-            &frame::close_body(code, reason),
-            None,
-            &mut buf,
-        );
-        o.frames.push_back(buf.freeze());
+        o.messages.push_back(Message::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_string().into(),
+        })));
         o.closing = true;
         let wakers = std::mem::take(&mut o.space);
         drop(o);
@@ -129,10 +151,24 @@ impl Shared {
         self.ready.notify_one();
     }
 
+    /// The peer's close frame arrived; tungstenite answers it, nothing else
+    /// may be sent.
+    fn peer_closed(&self) {
+        let mut o = self.lock();
+        o.closing = true;
+        o.close_sent = true;
+        o.peer_closed = true;
+        o.messages.clear();
+        o.queued = 0;
+        let wakers = std::mem::take(&mut o.space);
+        drop(o);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
     fn end(&self) {
         let mut o = self.lock();
         o.ended = true;
-        o.frames.clear();
+        o.messages.clear();
         let wakers = std::mem::take(&mut o.space);
         drop(o);
         wakers.into_iter().for_each(Waker::wake);
@@ -145,7 +181,7 @@ impl Shared {
 pub struct Session {
     shared: Arc<Shared>,
     ended: watch::Receiver<bool>,
-    tasks: [JoinHandle<()>; 2],
+    task: JoinHandle<()>,
 }
 
 impl Session {
@@ -175,20 +211,25 @@ impl Session {
                 },
             );
         }
-        let (rd, wr) = tokio::io::split(io);
         let inbound = Inbound {
             shared: shared.clone(),
             senders,
             close_signal: config.close_signal,
         };
-        let tasks = [
-            tokio::spawn(inbound.run(rd)),
-            tokio::spawn(outbound(wr, shared.clone())),
-        ];
+        let out_shared = shared.clone();
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let task = tokio::spawn(async move {
+            let ws =
+                WebSocketStream::from_raw_socket(Box::pin(io), Role::Server, Some(ws_config)).await;
+            let (sink, stream) = ws.split();
+            tokio::join!(inbound.run(stream), outbound(sink, out_shared));
+        });
         let session = Session {
             shared,
             ended: ended_rx,
-            tasks,
+            task,
         };
         (session, readers)
     }
@@ -217,9 +258,7 @@ impl Session {
     /// Ends the session now, closing the connection.
     pub fn abort(&self) {
         self.shared.end();
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.task.abort();
     }
 
     /// Resolves once the session has ended.
@@ -228,49 +267,69 @@ impl Session {
         let _ = ended.wait_for(|e| *e).await;
     }
 
-    /// Waits until both tasks have exited.
+    /// Waits until the session's task has exited.
     pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        let _ = self.task.await;
     }
 }
 
-/// One message for `channel` in `codec`, as an unmasked frame.
-fn encode_message(codec: Codec, channel: u8, data: &[u8]) -> Bytes {
-    let mut buf = BytesMut::new();
+/// One message for `channel` in `codec`.
+fn encode_message(codec: Codec, channel: u8, data: &[u8]) -> Message {
     match codec {
         Codec::Binary => {
             let mut msg = Vec::with_capacity(data.len() + 1);
             msg.push(channel);
             msg.extend_from_slice(data);
-            frame::encode(true, Opcode::Binary, &msg, None, &mut buf);
+            Message::Binary(msg.into())
         }
         Codec::Base64 => {
             let mut msg = String::with_capacity(data.len() * 4 / 3 + 5);
-            msg.push(char::from(b'0' + channel));
+            msg.push(char::from(b'0'.wrapping_add(channel)));
             base64::engine::general_purpose::STANDARD.encode_string(data, &mut msg);
-            frame::encode(true, Opcode::Text, msg.as_bytes(), None, &mut buf);
+            Message::Text(msg.into())
         }
-        Codec::Raw => frame::encode(true, Opcode::Binary, data, None, &mut buf),
+        Codec::Raw => Message::Binary(Bytes::copy_from_slice(data)),
     }
-    buf.freeze()
 }
+
+/// A client's data message that is not what its protocol allows.
+#[derive(Debug, thiserror::Error)]
+#[error("websocket message payload is not base64")]
+struct BadPayload;
 
 /// Splits a client's data message into (channel, payload); `None` for a
 /// message that names no channel.
-fn decode_message(codec: Codec, msg: Message) -> Result<Option<(u8, Bytes)>, frame::FrameError> {
+fn decode_message(codec: Codec, msg: Message) -> Result<Option<(u8, Bytes)>, BadPayload> {
     match (codec, msg) {
         (Codec::Raw, Message::Binary(b)) => Ok(Some((0, b))),
-        (Codec::Binary, Message::Binary(b)) if !b.is_empty() => Ok(Some((b[0], b.slice(1..)))),
-        (Codec::Base64, Message::Text(t)) if !t.is_empty() => {
-            let ch = t[0].wrapping_sub(b'0');
+        (Codec::Binary, Message::Binary(b)) => match b.first() {
+            Some(&ch) => Ok(Some((ch, b.slice(1..)))),
+            None => Ok(None),
+        },
+        (Codec::Base64, Message::Text(t)) => {
+            let t = t.as_bytes();
+            let Some((&ch, payload)) = t.split_first() else {
+                return Ok(None);
+            };
             let data = base64::engine::general_purpose::STANDARD
-                .decode(&t[1..])
-                .map_err(|_| frame::FrameError::Utf8)?;
-            Ok(Some((ch, data.into())))
+                .decode(payload)
+                .map_err(|_| BadPayload)?;
+            Ok(Some((ch.wrapping_sub(b'0'), data.into())))
         }
         _ => Ok(None),
+    }
+}
+
+/// The close code a peer gets for what tungstenite refused in its input;
+/// `None` when the connection itself failed or ended.
+fn refusal_code(e: &WsError) -> Option<u16> {
+    match e {
+        WsError::Capacity(_) => Some(close_code::TOO_BIG),
+        WsError::Utf8(_) => Some(close_code::INVALID_DATA),
+        // EOF without a close frame: the peer is gone, nobody to tell.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) | WsError::AttackAttempt => Some(close_code::PROTOCOL_ERROR),
+        _ => None,
     }
 }
 
@@ -281,68 +340,42 @@ struct Inbound {
 }
 
 impl Inbound {
-    async fn run<R: AsyncRead>(mut self, rd: R) {
-        tokio::pin!(rd);
+    async fn run<S>(mut self, stream: S)
+    where
+        S: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
         let mut ended = self.shared.ended.subscribe();
         tokio::select! {
-            _ = self.read_loop(&mut rd) => {}
+            _ = self.read_loop(stream) => {}
             _ = ended.wait_for(|e| *e) => {}
         }
         // Input ends with the connection.
         self.senders.clear();
     }
 
-    /// Reads until the peer's close, EOF or a protocol error.
-    async fn read_loop<R: AsyncRead>(&mut self, rd: &mut Pin<&mut R>) {
-        let decoder = FrameDecoder::new(true, MAX_MESSAGE as u64);
-        let mut assembler = Assembler::new(MAX_MESSAGE);
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        loop {
-            let frame = match decoder.decode(&mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    buf.reserve(READ_CHUNK);
-                    match rd.read_buf(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(_) => continue,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "websocket read failed");
-                            break;
-                        }
+    /// Reads until the close handshake is done, EOF or a protocol error.
+    /// tungstenite answers pings and the peer's close itself, on the next
+    /// read.
+    async fn read_loop<S>(&mut self, mut stream: S)
+    where
+        S: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        while let Some(next) = stream.next().await {
+            match next {
+                Ok(Message::Close(_)) => self.shared.peer_closed(),
+                Ok(msg @ (Message::Text(_) | Message::Binary(_))) => self.data(msg).await,
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(e) => {
+                    match refusal_code(&e) {
+                        Some(code) => return self.protocol_error(code, &e),
+                        None => tracing::debug!(error = %e, "websocket connection ended"),
                     }
+                    break;
                 }
-                Err(e) => return self.protocol_error(e),
-            };
-            let msg = match assembler.push(frame) {
-                Ok(Some(m)) => m,
-                Ok(None) => continue,
-                Err(e) => return self.protocol_error(e),
-            };
-            match msg {
-                Message::Ping(p) => {
-                    let mut out = BytesMut::new();
-                    frame::encode(true, Opcode::Pong, &p, None, &mut out);
-                    self.shared.queue(out.freeze());
-                }
-                Message::Pong(_) => {}
-                Message::Close(code) => {
-                    // Answer with the same code (§5.5.1) unless our own close
-                    // went first; the session ends once both are through.
-                    let code = code.map_or(close_code::NORMAL, |(c, _)| c);
-                    self.shared.queue_close(code, "");
-                    let mut o = self.shared.lock();
-                    o.peer_closed = true;
-                    let done = o.close_sent;
-                    drop(o);
-                    if done {
-                        self.shared.end();
-                    }
-                    return;
-                }
-                Message::Text(_) | Message::Binary(_) => self.data(msg).await,
             }
         }
-        // The peer vanished without a close: nothing more can be sent.
+        // The close handshake is through, or the peer vanished: nothing more
+        // can be sent.
         self.shared.end();
     }
 
@@ -379,17 +412,28 @@ impl Inbound {
         }
     }
 
-    fn protocol_error(&self, e: frame::FrameError) {
+    fn protocol_error(&self, code: u16, e: &WsError) {
         tracing::debug!(error = %e, "closing websocket session after a protocol error");
-        self.shared.queue_close(e.close_code(), &e.to_string());
+        // A close reason is at most 123 bytes (§5.5).
+        let mut reason = e.to_string();
+        if reason.len() > 123 {
+            let mut cut = 123;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        self.shared.queue_close(code, &reason);
         // No answer is awaited from a peer that broke the protocol.
         self.shared.lock().peer_closed = true;
     }
 }
 
-/// Writes queued frames until the session ends or a close frame is out.
-async fn outbound<W: AsyncWrite>(wr: W, shared: Arc<Shared>) {
-    tokio::pin!(wr);
+/// Writes queued messages until the session ends or a close frame is out.
+async fn outbound<S>(mut sink: S, shared: Arc<Shared>)
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
     loop {
         let notified = shared.ready.notified();
         let (batch, closing) = {
@@ -397,24 +441,25 @@ async fn outbound<W: AsyncWrite>(wr: W, shared: Arc<Shared>) {
             if o.ended {
                 break;
             }
-            let batch: Vec<Bytes> = o.frames.drain(..).collect();
+            let batch: Vec<Message> = o.messages.drain(..).collect();
             (batch, o.closing)
         };
         if batch.is_empty() {
             notified.await;
             continue;
         }
-        let mut failed = false;
+        let mut failed = None;
         let mut sent = 0;
-        for f in &batch {
-            if wr.write_all(f).await.is_err() {
-                failed = true;
+        for m in batch {
+            let w = weight(&m);
+            if let Err(e) = sink.feed(m).await {
+                failed = Some(e);
                 break;
             }
-            sent += f.len();
+            sent += w;
         }
-        if !failed && wr.flush().await.is_err() {
-            failed = true;
+        if failed.is_none() {
+            failed = sink.flush().await.err();
         }
         {
             let mut o = shared.lock();
@@ -423,13 +468,22 @@ async fn outbound<W: AsyncWrite>(wr: W, shared: Arc<Shared>) {
             drop(o);
             wakers.into_iter().for_each(Waker::wake);
         }
-        if failed {
+        if let Some(e) = failed {
+            let handshake = matches!(
+                e,
+                WsError::Protocol(ProtocolError::SendAfterClosing) | WsError::ConnectionClosed
+            );
+            if handshake && shared.lock().peer_closed {
+                // The peer's close came while writing: the reading side
+                // finishes the handshake and ends the session.
+                return;
+            }
+            tracing::debug!(error = %e, "websocket write failed");
             break;
         }
-        if closing && shared.lock().frames.is_empty() {
+        if closing && shared.lock().messages.is_empty() {
             // Our close is out: nothing else will be written. The session
             // ends when the peer's close has come too, or after CLOSE_WAIT.
-            let _ = wr.shutdown().await;
             let peer_closed = {
                 let mut o = shared.lock();
                 o.close_sent = true;
@@ -499,9 +553,9 @@ impl AsyncWrite for ChannelWriter {
             return Poll::Pending;
         }
         let n = buf.len().min(MAX_CHUNK);
-        let f = encode_message(self.shared.codec, self.channel, &buf[..n]);
-        o.queued += f.len();
-        o.frames.push_back(f);
+        let m = encode_message(self.shared.codec, self.channel, &buf[..n]);
+        o.queued += weight(&m);
+        o.messages.push_back(m);
         drop(o);
         self.shared.ready.notify_one();
         Poll::Ready(Ok(n))
@@ -537,7 +591,10 @@ impl Tunnel {
         };
         let (session, mut readers) = Session::new(io, config);
         Tunnel {
-            reader: readers.remove(&0).expect("channel 0 configured"),
+            reader: readers.remove(&0).unwrap_or_else(|| ChannelReader {
+                rx: mpsc::channel(1).1,
+                buf: Bytes::new(),
+            }),
             writer: session.writer(0),
             session,
         }

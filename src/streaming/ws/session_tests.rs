@@ -1,62 +1,73 @@
-//! Session tests with an in-memory client that masks its frames as a real
-//! one must.
+//! Session tests with an in-memory tungstenite client (client role: it
+//! masks its frames as a real one must).
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
-use super::frame::{self, Assembler, FrameDecoder, Message, Opcode};
-use super::session::{ChannelConfig, Codec, Session, Tunnel};
+use super::session::{close_code, ChannelConfig, Codec, Session, Tunnel};
 
 struct Client {
-    io: DuplexStream,
-    buf: BytesMut,
-    assembler: Assembler,
+    ws: WebSocketStream<DuplexStream>,
 }
 
 impl Client {
-    fn new(io: DuplexStream) -> Self {
+    async fn new(io: DuplexStream) -> Self {
         Client {
-            io,
-            buf: BytesMut::new(),
-            assembler: Assembler::new(1 << 20),
+            ws: WebSocketStream::from_raw_socket(io, Role::Client, None).await,
         }
     }
 
-    async fn frame(&mut self, fin: bool, op: Opcode, payload: &[u8]) {
-        let mut out = BytesMut::new();
-        frame::encode(fin, op, payload, Some([0xde, 0xad, 0xbe, 0xef]), &mut out);
-        self.io.write_all(&out).await.unwrap();
+    /// One frame as given (fragments and control frames included).
+    async fn frame(&mut self, fin: bool, op: OpCode, payload: &[u8]) {
+        let f = Frame::message(payload.to_vec(), op, fin);
+        self.ws.send(Message::Frame(f)).await.unwrap();
     }
 
     async fn binary(&mut self, payload: &[u8]) {
-        self.frame(true, Opcode::Binary, payload).await;
+        self.ws
+            .send(Message::Binary(payload.to_vec().into()))
+            .await
+            .unwrap();
     }
 
-    /// The next message, or None at EOF.
+    async fn close(&mut self, code: u16, reason: &str) {
+        self.ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            })))
+            .await
+            .unwrap();
+    }
+
+    /// The next message, or None once the connection has ended.
     async fn recv(&mut self) -> Option<Message> {
-        let d = FrameDecoder::new(false, 1 << 20);
-        loop {
-            if let Some(f) = d.decode(&mut self.buf).unwrap() {
-                if let Some(m) = self.assembler.push(f).unwrap() {
-                    return Some(m);
-                }
-                continue;
-            }
-            let read =
-                tokio::time::timeout(Duration::from_secs(5), self.io.read_buf(&mut self.buf))
-                    .await
-                    .expect("server answered");
-            if read.unwrap() == 0 {
-                return None;
-            }
+        let next = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+            .await
+            .expect("server answered");
+        match next {
+            Some(Ok(m)) => Some(m),
+            Some(Err(_)) | None => None,
         }
     }
 }
 
-fn start(
+fn close_of(m: Option<Message>) -> Option<(u16, String)> {
+    match m {
+        Some(Message::Close(Some(f))) => Some((u16::from(f.code), f.reason.to_string())),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+async fn start(
     codec: Codec,
     close_signal: bool,
     inputs: Vec<u8>,
@@ -70,7 +81,7 @@ fn start(
             inputs,
         },
     );
-    (session, readers, Client::new(b))
+    (session, readers, Client::new(b).await)
 }
 
 async fn read_some(r: &mut super::ChannelReader) -> Vec<u8> {
@@ -85,7 +96,7 @@ async fn read_some(r: &mut super::ChannelReader) -> Vec<u8> {
 
 #[tokio::test]
 async fn binary_channels_both_ways() {
-    let (session, mut readers, mut c) = start(Codec::Binary, false, vec![0, 4]);
+    let (session, mut readers, mut c) = start(Codec::Binary, false, vec![0, 4]).await;
     session.announce(1);
     assert_eq!(c.recv().await, Some(Message::Binary(vec![1].into())));
     c.binary(b"\x00abc").await;
@@ -123,8 +134,8 @@ async fn binary_channels_both_ways() {
 
 #[tokio::test]
 async fn base64_channels_use_text_and_digits() {
-    let (session, mut readers, mut c) = start(Codec::Base64, false, vec![0]);
-    c.frame(true, Opcode::Text, b"0YWJj").await;
+    let (session, mut readers, mut c) = start(Codec::Base64, false, vec![0]).await;
+    c.ws.send(Message::Text("0YWJj".into())).await.unwrap();
     assert_eq!(read_some(readers.get_mut(&0).unwrap()).await, b"abc");
     session.writer(2).write_all(b"\xff\x00out").await.unwrap();
     let want = format!(
@@ -138,18 +149,20 @@ async fn base64_channels_use_text_and_digits() {
 
 #[tokio::test]
 async fn fragmented_input_and_pings() {
-    let (_session, mut readers, mut c) = start(Codec::Binary, false, vec![0]);
-    c.frame(false, Opcode::Binary, b"\x00he").await;
-    c.frame(true, Opcode::Ping, b"p1").await;
-    c.frame(false, Opcode::Continuation, b"ll").await;
-    c.frame(true, Opcode::Continuation, b"o").await;
+    let (_session, mut readers, mut c) = start(Codec::Binary, false, vec![0]).await;
+    c.frame(false, OpCode::Data(Data::Binary), b"\x00he").await;
+    c.ws.send(Message::Frame(Frame::ping(&b"p1"[..])))
+        .await
+        .unwrap();
+    c.frame(false, OpCode::Data(Data::Continue), b"ll").await;
+    c.frame(true, OpCode::Data(Data::Continue), b"o").await;
     assert_eq!(c.recv().await, Some(Message::Pong("p1".into())));
     assert_eq!(read_some(readers.get_mut(&0).unwrap()).await, b"hello");
 }
 
 #[tokio::test]
 async fn v5_close_signal_ends_one_input() {
-    let (session, mut readers, mut c) = start(Codec::Binary, true, vec![0, 4]);
+    let (session, mut readers, mut c) = start(Codec::Binary, true, vec![0, 4]).await;
     c.binary(b"\x00last").await;
     c.binary(&[255, 0]).await;
     let mut stdin = readers.remove(&0).unwrap();
@@ -169,7 +182,7 @@ async fn v5_close_signal_ends_one_input() {
     );
 
     // Without v5, 255 is just an unknown channel.
-    let (_s, mut readers, mut c) = start(Codec::Binary, false, vec![0]);
+    let (_s, mut readers, mut c) = start(Codec::Binary, false, vec![0]).await;
     c.binary(&[255, 0]).await;
     c.binary(b"\x00still open").await;
     assert_eq!(read_some(readers.get_mut(&0).unwrap()).await, b"still open");
@@ -177,7 +190,7 @@ async fn v5_close_signal_ends_one_input() {
 
 #[tokio::test]
 async fn server_close_waits_for_the_answer() {
-    let (session, _readers, mut c) = start(Codec::Binary, false, vec![]);
+    let (session, _readers, mut c) = start(Codec::Binary, false, vec![]).await;
     let mut out = session.writer(1);
     out.write_all(b"bye").await.unwrap();
     session.close();
@@ -186,15 +199,12 @@ async fn server_close_waits_for_the_answer() {
         Some(Message::Binary(b"\x01bye".to_vec().into()))
     );
     assert_eq!(
-        c.recv().await,
-        Some(Message::Close(Some((
-            frame::close_code::NORMAL,
-            String::new()
-        ))))
+        close_of(c.recv().await),
+        Some((close_code::NORMAL, String::new()))
     );
     assert!(out.write_all(b"more").await.is_err(), "nothing after close");
-    c.frame(true, Opcode::Close, &frame::close_body(1000, ""))
-        .await;
+    // The client's answer (tungstenite queued it) goes out on this flush.
+    c.ws.flush().await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), session.closed())
         .await
         .expect("session ended");
@@ -203,13 +213,10 @@ async fn server_close_waits_for_the_answer() {
 
 #[tokio::test]
 async fn client_close_is_answered() {
-    let (session, mut readers, mut c) = start(Codec::Binary, false, vec![0]);
-    c.frame(true, Opcode::Close, &frame::close_body(1001, "going"))
-        .await;
-    assert_eq!(
-        c.recv().await,
-        Some(Message::Close(Some((1001, String::new()))))
-    );
+    let (session, mut readers, mut c) = start(Codec::Binary, false, vec![0]).await;
+    c.close(1001, "going").await;
+    // Answered with the same code (RFC 6455 §5.5.1).
+    assert_eq!(close_of(c.recv().await).map(|(code, _)| code), Some(1001));
     tokio::time::timeout(Duration::from_secs(5), session.closed())
         .await
         .expect("session ended");
@@ -218,7 +225,7 @@ async fn client_close_is_answered() {
 
 #[tokio::test]
 async fn vanished_client_ends_the_session() {
-    let (session, mut readers, c) = start(Codec::Binary, false, vec![0]);
+    let (session, mut readers, c) = start(Codec::Binary, false, vec![0]).await;
     drop(c);
     tokio::time::timeout(Duration::from_secs(5), session.closed())
         .await
@@ -229,15 +236,13 @@ async fn vanished_client_ends_the_session() {
 
 #[tokio::test]
 async fn protocol_errors_close_with_a_code() {
-    let (session, _readers, mut c) = start(Codec::Binary, false, vec![0]);
+    let (session, _readers, mut c) = start(Codec::Binary, false, vec![0]).await;
     // Unmasked client frame.
-    c.io.write_all(&[0x82, 0x01, 0x00]).await.unwrap();
-    match c.recv().await {
-        Some(Message::Close(Some((code, _)))) => {
-            assert_eq!(code, frame::close_code::PROTOCOL_ERROR)
-        }
-        other => panic!("{other:?}"),
-    }
+    c.ws.get_mut().write_all(&[0x82, 0x01, 0x00]).await.unwrap();
+    assert_eq!(
+        close_of(c.recv().await).map(|(code, _)| code),
+        Some(close_code::PROTOCOL_ERROR)
+    );
     tokio::time::timeout(Duration::from_secs(5), session.closed())
         .await
         .expect("session ended");
@@ -247,7 +252,7 @@ async fn protocol_errors_close_with_a_code() {
 async fn tunnel_is_a_byte_stream() {
     let (a, b) = tokio::io::duplex(1 << 16);
     let mut t = Tunnel::new(a);
-    let mut c = Client::new(b);
+    let mut c = Client::new(b).await;
     c.binary(b"spdy").await;
     c.binary(b" bytes").await;
     let mut buf = [0u8; 10];
