@@ -10,7 +10,7 @@ use crate::support::fuzz;
 
 #[tokio::test]
 async fn seeded_requests_get_caller_errors_and_leave_nothing() {
-    let c = fuzz::campaign(15, 700, 300, Duration::from_secs(240)).await;
+    let c = fuzz::campaign(15, 700, 300, 120, Duration::from_secs(240)).await;
     let report = c.report();
     println!("{report}");
     assert!(c.alive, "the daemon did not survive:\n{report}");

@@ -2,6 +2,7 @@
 //! berthd, checked through the CRI API and on the daemon's filesystem.
 
 mod crash;
+mod full_disk;
 mod hostile;
 mod layers;
 mod pull;

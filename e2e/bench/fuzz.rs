@@ -1,5 +1,6 @@
 //! The request fuzzer's long mode: a seeded campaign of 20 000 requests
-//! (14 000 Docker, 6 000 CRI; `BERTH_FUZZ_REQUESTS` and `BERTH_FUZZ_SEED`
+//! (14 000 Docker, 6 000 CRI, plus 2 000 hostile SPDY/WebSocket streaming
+//! sessions; `BERTH_FUZZ_REQUESTS` and `BERTH_FUZZ_SEED`
 //! change them) against a fresh berthd, printing the answers by status
 //! class, the server faults (5xx other than 501, gRPC Internal/Unknown),
 //! panics, berthd's RSS and fd count before and after, what the requests
@@ -24,13 +25,21 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_251);
     let docker = total * 7 / 10;
+    // Hostile streaming sessions on top: a tenth as many as requests.
+    let streams = total / 10;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     // Bounded in time as well as in count (a fifth of a second per request).
     let limit = Duration::from_secs((total as u64 / 5).max(300));
-    let c = rt.block_on(support::fuzz::campaign(seed, docker, total - docker, limit));
+    let c = rt.block_on(support::fuzz::campaign(
+        seed,
+        docker,
+        total - docker,
+        streams,
+        limit,
+    ));
     println!("fuzz campaign, seed {seed}:\n{}", c.report());
     let clean = c.alive && c.panics == 0 && c.tally.fault_count == 0 && c.leftovers.is_empty();
     if !clean {

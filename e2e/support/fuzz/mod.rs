@@ -17,6 +17,7 @@
 
 mod cri;
 mod docker;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use self::cri::fuzz_cri;
 use self::docker::{fuzz_docker, send_raw};
+use self::stream::{fuzz_streams, leftover_execs};
 
 /// How long one request may take before it counts as a timeout.
 const REQUEST_LIMIT: Duration = Duration::from_secs(15);
@@ -192,6 +194,23 @@ fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// The pod sandbox of CRI container `id`.
+async fn pod_of(e: &crate::support::docker::DockerEnv, id: &str) -> String {
+    let channel = e.d.cri_channel().await;
+    k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(channel)
+        .list_containers(k8s_cri::v1::ListContainersRequest {
+            filter: Some(k8s_cri::v1::ContainerFilter {
+                id: id.to_string(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .ok()
+        .and_then(|l| l.into_inner().containers.into_iter().next())
+        .map(|c| c.pod_sandbox_id)
+        .unwrap_or_default()
+}
+
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
@@ -210,10 +229,17 @@ fn metrics_addr(log: &str) -> Option<String> {
     rest.split_whitespace().next().map(str::to_string)
 }
 
-/// Runs a seeded campaign: `docker` Docker requests and `cri` CRI calls
-/// (each half of `limit` at most) against a fresh daemon, then removes
+/// Runs a seeded campaign: `docker` Docker requests, `cri` CRI calls (each
+/// half of `limit` at most) and `streams` hostile streaming sessions (a
+/// quarter of `limit` at most) against a fresh daemon, then removes
 /// everything the API lists and looks for what is left on the host.
-pub async fn campaign(seed: u64, docker: usize, cri_calls: usize, limit: Duration) -> Campaign {
+pub async fn campaign(
+    seed: u64,
+    docker: usize,
+    cri_calls: usize,
+    streams: usize,
+    limit: Duration,
+) -> Campaign {
     use crate::support::docker::DockerEnv;
     let started = Instant::now();
     let reg = crate::support::registry::TestRegistry::start().await;
@@ -281,6 +307,39 @@ pub async fn campaign(seed: u64, docker: usize, cri_calls: usize, limit: Duratio
         &mut c.tally,
     )
     .await;
+    // The streaming server, through a container of its own (the fuzzed
+    // requests above may have removed the fixtures).
+    let mut stream_leftovers = Vec::new();
+    if streams > 0 {
+        let id = e
+            .docker(&[
+                "run", "-d", "--name", "fzstream", &e.busybox, "sleep", "3600",
+            ])
+            .ok()
+            .out()
+            .trim()
+            .to_string();
+        let channel = e.d.cri_channel().await;
+        let pod = pod_of(&e, &id).await;
+        fuzz_streams(
+            channel.clone(),
+            &id,
+            &pod,
+            &mut r,
+            streams,
+            limit / 4,
+            &mut c.tally,
+        )
+        .await;
+        // A session's exec ends with its connection (the stream-creation
+        // wait is 30 s when a client never opens its streams).
+        let left = leftover_execs(channel, &id, Duration::from_secs(40)).await;
+        if left > 0 {
+            stream_leftovers.push(format!(
+                "{left} exec processes of fuzzed streaming sessions still running"
+            ));
+        }
+    }
 
     // Streams and hijacked sessions the fuzzer dropped wind down.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -309,6 +368,7 @@ pub async fn campaign(seed: u64, docker: usize, cri_calls: usize, limit: Duratio
     c.made = made;
     c.leftovers = unremovable;
     c.alive = ping.is_ok_and(|(code, _)| code == 200) && e.d.pid() == pid;
+    c.leftovers.extend(stream_leftovers);
     c.leftovers.extend(crate::support::sweep::leftovers(&e.d));
     if log.contains(crate::support::daemon::PANIC_MARK) {
         c.leftovers.push("panics in the daemon log".into());

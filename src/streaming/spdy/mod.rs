@@ -29,7 +29,7 @@ mod session_tests;
 mod test_client;
 
 pub use decode::FrameDecoder;
-pub use frame::{Frame, FrameEncoder, FrameError, GoAwayStatus, RstStatus};
+pub use frame::{Frame, FrameEncoder, FrameError, GoAwayStatus, RstStatus, Setting};
 pub use headers::{HeaderError, Headers};
 pub use session::{FlowControl, Session, SessionConfig, SessionError};
 pub use stream::{IncomingStream, StreamReader, StreamWriter};
