@@ -6,6 +6,7 @@ mod cleanup;
 mod errors;
 mod exec;
 mod exits;
+mod halfway;
 mod handlers;
 mod logs;
 mod metrics;

@@ -58,6 +58,16 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success(), "copy {} to {}", from.display(), to.display());
 }
 
+/// The biggest entries under `dir`, for a failure message.
+fn du(dir: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("du -ak {} | sort -n | tail -12", dir.display()))
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn full_disk_fails_pulls_and_writes_cleanly_and_recovers() {
     let mut e = Env::new().await;
@@ -105,8 +115,9 @@ async fn full_disk_fails_pulls_and_writes_cleanly_and_recovers() {
     let used_after = fs.used();
     assert!(
         used_after <= used_before + (2 << 20),
-        "the failed pull left {} KiB behind",
-        (used_after.saturating_sub(used_before)) >> 10
+        "the failed pull left {} KiB behind:\n{}",
+        (used_after.saturating_sub(used_before)) >> 10,
+        du(&root)
     );
 
     // The next pull works.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_cri::v1::ContainerConfig;
 use tokio::io::AsyncBufReadExt;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::records::{new_id, now_nanos, ContainerRecord, ContainerState, PodState, ProcessId};
 use super::{rootfs, Engine, Error, CONTAINERS};
@@ -394,6 +394,15 @@ impl Engine {
         self.starting_set().insert(id.to_string());
         let res = oci.start(id).await;
         if let Err(e) = res {
+            // The runtime may have failed after starting the process (or
+            // left its init waiting): a container recorded exited must not
+            // run behind the record.
+            if let Err(k) = oci.kill(id, "KILL", true).await {
+                debug!(container = %id, error = %k, "kill after a failed start");
+            }
+            if let Some(p) = rec.pid {
+                p.signal(nix::sys::signal::Signal::SIGKILL);
+            }
             self.starting_set().remove(id);
             rec.state = ContainerState::Exited;
             rec.finished_at = now_nanos();

@@ -182,7 +182,21 @@ impl ImageService {
     ) -> Result<ImageRecord, Error> {
         // A timer dropped unfinished (error or cancelled pull) counts a failure.
         let timer = crate::metrics::global().start_pull();
-        let record = self.pull_and_record(image, creds, platform).await?;
+        let record = match self.pull_and_record(image, creds, platform).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Blobs of a failed pull are kept for the retry — unless the
+                // pull failed for want of space: then what it wrote (no
+                // image holds it; its lease is gone) is given back at once.
+                if out_of_space(&e) {
+                    warn!(image, error = %e, "pull ran out of space; collecting what it wrote");
+                    if let Err(gc) = self.gc().await {
+                        warn!(error = %gc, "collecting after a pull that ran out of space");
+                    }
+                }
+                return Err(e);
+            }
+        };
         timer.success(record.size);
         Ok(record)
     }
@@ -494,5 +508,46 @@ pub fn image_user(config: &ImageConfiguration) -> (Option<i64>, String) {
     match name.parse::<i64>() {
         Ok(uid) => (Some(uid), String::new()),
         Err(_) => (None, name.to_string()),
+    }
+}
+
+/// True when `e` (or an error it wraps) is a full filesystem (ENOSPC,
+/// EDQUOT).
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return true;
+            }
+        }
+        // Some layers carry the cause as text only (an unpack error).
+        if err.to_string().contains("No space left on device") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod out_of_space_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("writing a blob")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[test]
+    fn enospc_is_found_through_wrappers_and_text() {
+        let full = Wrapper(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(super::out_of_space(&full));
+        let quota = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(super::out_of_space(&quota));
+        let text = std::io::Error::other("unpack: write x: No space left on device (os error 28)");
+        assert!(super::out_of_space(&text));
+        let other = Wrapper(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(!super::out_of_space(&other));
     }
 }

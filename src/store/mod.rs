@@ -2,8 +2,15 @@
 //!
 //! Every change goes through one write transaction, committed (and fsynced) as a
 //! whole, so a `kill -9` at any point leaves either the old or the new state.
+//!
+//! redb refuses every write after an I/O error (a full disk during a commit)
+//! until the database is opened again; the store then reopens it (redb
+//! repairs on open), so the daemon's metadata works again as soon as there
+//! is space — the failed transaction itself is lost, never half-applied.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -61,22 +68,97 @@ fn def(name: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
 
 /// The metadata database.
 pub struct Store {
-    db: Database,
+    path: PathBuf,
+    /// `None` while a reopen after an I/O error has not succeeded yet.
+    db: Mutex<Option<Arc<Database>>>,
+}
+
+/// How long a reopen waits for transactions still running on the old handle.
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let w = db.begin_write().map_err(db_err("begin"))?;
+    for t in TABLES {
+        w.open_table(def(t)).map_err(db_err("open table"))?;
+    }
+    w.commit().map_err(db_err("commit"))?;
+    Ok(db)
+}
+
+fn previous_io_begin(e: &redb::TransactionError) -> bool {
+    matches!(
+        e,
+        redb::TransactionError::Storage(redb::StorageError::PreviousIo)
+    )
+}
+
+fn io_commit(e: &redb::CommitError) -> bool {
+    matches!(
+        e,
+        redb::CommitError::Storage(redb::StorageError::PreviousIo | redb::StorageError::Io(_))
+    )
 }
 
 impl Store {
     /// Opens (creating) the database file and its tables.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let w = db.begin_write().map_err(db_err("begin"))?;
-        for t in TABLES {
-            w.open_table(def(t)).map_err(db_err("open table"))?;
+        let db = open_db(path)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            db: Mutex::new(Some(Arc::new(db))),
+        })
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Arc<Database>>> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The open database, reopening it if an earlier reopen failed.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let mut slot = self.slot();
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
         }
-        w.commit().map_err(db_err("commit"))?;
-        Ok(Store { db })
+        let db = Arc::new(open_db(&self.path)?);
+        tracing::info!(path = %self.path.display(), "metadata database reopened");
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Drops `failed` (once the transactions still on it are done) and opens
+    /// the file again; a later call retries if this open fails.
+    fn reopen(&self, failed: Arc<Database>) {
+        let mut slot = self.slot();
+        match slot.as_ref() {
+            Some(cur) if Arc::ptr_eq(cur, &failed) => {}
+            // Someone else already reopened it.
+            _ => return,
+        }
+        let old = slot.take();
+        drop(failed);
+        let deadline = Instant::now() + REOPEN_WAIT;
+        while old.as_ref().is_some_and(|o| Arc::strong_count(o) > 1) {
+            if Instant::now() >= deadline {
+                tracing::warn!("metadata database still in use; not reopened");
+                *slot = old;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(old);
+        match open_db(&self.path) {
+            Ok(db) => {
+                tracing::warn!(path = %self.path.display(), "metadata database reopened after an I/O error");
+                *slot = Some(Arc::new(db));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reopening the metadata database failed; retried on the next use")
+            }
+        }
     }
 
     /// One record.
@@ -85,7 +167,8 @@ impl Store {
         table: &'static str,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let r = self.db.begin_read().map_err(db_err("begin read"))?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(db_err("begin read"))?;
         let t = r.open_table(def(table)).map_err(db_err("open table"))?;
         let v = t.get(key).map_err(db_err("get"))?;
         v.map(|g| decode(table, key, g.value())).transpose()
@@ -96,7 +179,8 @@ impl Store {
         &self,
         table: &'static str,
     ) -> Result<Vec<(String, T)>, StoreError> {
-        let r = self.db.begin_read().map_err(db_err("begin read"))?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(db_err("begin read"))?;
         let t = r.open_table(def(table)).map_err(db_err("open table"))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(db_err("iterate"))? {
@@ -111,10 +195,26 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let txn = self.db.begin_write().map_err(db_err("begin write"))?;
+        let mut db = self.db()?;
+        let txn = match db.begin_write() {
+            Ok(t) => t,
+            // Nothing was done yet: reopen and begin again.
+            Err(e) if previous_io_begin(&e) => {
+                self.reopen(db);
+                db = self.db()?;
+                db.begin_write().map_err(db_err("begin write"))?
+            }
+            Err(e) => return Err(db_err("begin write")(e).into()),
+        };
         let mut w = Writer { txn: &txn };
         let out = f(&mut w)?;
-        txn.commit().map_err(db_err("commit"))?;
+        if let Err(e) = txn.commit() {
+            let err = db_err("commit")(&e);
+            if io_commit(&e) {
+                self.reopen(db);
+            }
+            return Err(err.into());
+        }
         Ok(out)
     }
 }
