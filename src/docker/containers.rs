@@ -85,6 +85,13 @@ fn check_list_filters(f: &Filters) -> Result<(), ApiError> {
             }
         }
     }
+    for h in f.get("health").into_iter().flatten() {
+        if !["starting", "healthy", "unhealthy", "none"].contains(&h.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Unrecognised filter value for health: {h}"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -132,6 +139,7 @@ fn list_filter(
             label_matches(|k| rec.config.labels.get(k).map(String::as_str), v)
         })
         && any("status", &|v| v == model::state_word(rec))
+        && any("health", &|v| v == model::health_word(d, rec))
         && any("ancestor", &|v| image_matches(v))
         && any("exited", &|v| {
             rec.state == ContainerState::Exited && v.parse::<i32>().ok() == Some(rec.exit_code)
