@@ -357,16 +357,15 @@ async fn health_survives_a_daemon_restart_and_the_runner_resumes() {
     e.docker(&["rm", "-f", "h"]).ok();
 }
 
-/// Debian's docker-compose: a service waits for its dependency's health.
-#[tokio::test]
-#[ignore = "needs network connect (h-net): compose 1.29 connects containers to the project network"]
-async fn compose_waits_for_a_healthy_dependency() {
+/// Debian's docker-compose (file version 2.1): `app` is created only once
+/// `db` is healthy; `extra` goes into each service (e.g. a network mode).
+async fn compose_depends_on_healthy(extra: &str) {
     let e = DockerEnv::new("").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("docker-compose.yml"),
         format!(
-            "version: \"2.1\"\nservices:\n  db:\n    image: {bb}\n    command: sh -c 'sleep 2; touch /ready; exec sleep 300'\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"/ready\"]\n      interval: 1s\n      retries: 30\n  app:\n    image: {bb}\n    command: sleep 300\n    depends_on:\n      db:\n        condition: service_healthy\n",
+            "version: \"2.1\"\nservices:\n  db:\n    image: {bb}\n{extra}    command: sh -c 'sleep 2; touch /ready; exec sleep 300'\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"/ready\"]\n      interval: 1s\n      retries: 30\n  app:\n    image: {bb}\n{extra}    command: sleep 300\n    depends_on:\n      db:\n        condition: service_healthy\n",
             bb = e.busybox
         ),
     )
@@ -383,11 +382,41 @@ async fn compose_waits_for_a_healthy_dependency() {
     let up = compose(&["up", "-d"]);
     assert_eq!(up.code, 0, "{up:?}");
     // up -d returned after db was healthy, and app runs.
+    let ps = e
+        .docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .ok();
+    assert!(ps.out().contains("berthhealth_app_1"), "{ps:?} {up:?}");
     assert_eq!(health(&e, "berthhealth_db_1")["Status"], "healthy");
     assert_eq!(
         inspect(&e, "berthhealth_app_1", ".State.Status"),
         Value::String("running".into())
     );
+    let db_healthy = inspect(&e, "berthhealth_db_1", ".State.Health.Log");
+    let app_created = inspect(&e, "berthhealth_app_1", ".Created");
+    let first_ok = db_healthy
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ExitCode"] == 0)
+        .map(|r| r["End"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        app_created.as_str().unwrap() >= first_ok.as_str(),
+        "app created ({app_created}) before db was healthy ({first_ok})"
+    );
     let down = compose(&["down", "-t", "1"]);
     assert_eq!(down.code, 0, "{down:?}");
+}
+
+/// On the project's own network, as compose makes it by default.
+#[tokio::test]
+#[ignore = "needs network connect (h-net): compose 1.29 connects containers to the project network"]
+async fn compose_waits_for_a_healthy_dependency() {
+    compose_depends_on_healthy("").await;
+}
+
+/// With `network_mode: bridge` compose makes no network (and connects nothing).
+#[tokio::test]
+async fn compose_waits_for_a_healthy_dependency_on_the_bridge() {
+    compose_depends_on_healthy("    network_mode: bridge\n").await;
 }

@@ -135,7 +135,9 @@ fn list_filter(
             let v = v.trim_start_matches('/');
             name.contains(v)
         })
-        && any("label", &|v| {
+        // Every label asked for must match, as in Docker (compose numbers a
+        // service's containers by listing project AND service labels).
+        && f.get("label").into_iter().flatten().all(|v| {
             label_matches(|k| rec.config.labels.get(k).map(String::as_str), v)
         })
         && any("status", &|v| v == model::state_word(rec))
