@@ -20,6 +20,9 @@ use crate::engine::records::{now_nanos, ContainerRecord, ContainerState};
 use crate::engine::{Engine, Error, CONTAINERS};
 use crate::store::HEALTH;
 
+/// How often the runner checks it has a task for every checked container.
+const RESYNC: Duration = Duration::from_secs(60);
+
 impl Engine {
     /// A container's recorded health, if it has a check.
     pub fn health(&self, id: &str) -> Result<Option<HealthState>, Error> {
@@ -99,10 +102,15 @@ pub async fn run(engine: Arc<Engine>, shutdown: impl Future<Output = ()> + Send 
     }
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     resume(&engine, &mut tasks);
+    // Events can be missed (a lagging receiver): now and then every running
+    // container with a check is made sure to have its task.
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.tick().await;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = resync.tick() => resume(&engine, &mut tasks),
             ev = events.recv() => match ev {
                 Ok(ev) if ev.kind == "container" => match ev.action.as_str() {
                     "start" => {
@@ -174,13 +182,15 @@ async fn probe_loop(engine: Arc<Engine>, id: String) {
         };
         let elapsed = Duration::from_nanos((now_nanos() - rec.started_at).max(0) as u64);
         tokio::time::sleep(cfg.next_wait(elapsed, status)).await;
-        let rec = match engine.running(&id) {
-            Ok(r) if r.started_at == rec.started_at => r,
-            _ => return,
+        let Ok(now) = engine.running(&id) else {
+            return;
         };
-        if rec.paused {
+        // Started again meanwhile (a start event this task missed): the
+        // wait counts from the new start.
+        if now.started_at != rec.started_at || now.paused {
             continue;
         }
+        let rec = now;
         let result = engine.run_probe(&rec, argv, cfg.timeout()).await;
         // A probe cut short by the container's end is no result of it.
         if engine.running(&id).is_err() {
