@@ -245,6 +245,25 @@ async fn a_failing_check_turns_unhealthy_and_a_slow_one_is_killed_at_its_timeout
     let st = status_of(&e, "bad");
     assert!(st.starts_with("Exited"), "{st}");
     e.docker(&["rm", "-f", "bad", "slow"]).ok();
+    // Removed, nothing of its probes is left on the host.
+    wait_until("the slow probe to be gone", LIMIT, || {
+        let left = processes_running(&["sleep", "123"]);
+        async move { (left == 0).then_some(()) }
+    })
+    .await;
+}
+
+/// How many processes on the host run exactly `argv`.
+fn processes_running(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+        .count()
 }
 
 #[tokio::test]
