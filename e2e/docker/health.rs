@@ -273,7 +273,7 @@ async fn an_image_healthcheck_is_honoured_and_no_healthcheck_disables_it() {
     std::fs::write(
         ctx.path().join("Dockerfile"),
         format!(
-            "FROM {}\nHEALTHCHECK --interval=1s --retries=1 CMD [\"test\", \"-e\", \"/etc/passwd\"]\n",
+            "FROM {}\nSHELL [\"/bin/sh\", \"-ec\"]\nHEALTHCHECK --interval=1s --retries=1 CMD [\"test\", \"-e\", \"/etc/passwd\"]\n",
             e.busybox
         ),
     )
@@ -319,6 +319,13 @@ async fn an_image_healthcheck_is_honoured_and_no_healthcheck_disables_it() {
     assert_eq!(cfg["Test"], serde_json::json!(["CMD-SHELL", "exit 1"]));
     assert_eq!(cfg["Interval"], 1_000_000_000i64);
     wait_status(&e, "over", "unhealthy").await;
+    // CMD-SHELL runs with the image's SHELL.
+    let execs = past_events(&e, &["container=over", "event=exec_create"]);
+    assert!(!execs.is_empty());
+    assert!(
+        execs.iter().all(|a| a == "exec_create: /bin/sh -ec exit 1"),
+        "{execs:?}"
+    );
     assert_eq!(
         inspect(&e, "off", ".Config.Healthcheck")["Test"],
         serde_json::json!(["NONE"])

@@ -351,6 +351,23 @@ impl super::Engine {
             .filter(|h| !h.is_null())
             .and_then(|h| serde_json::from_value(h.clone()).ok()))
     }
+
+    /// The shell `CMD-SHELL` probes of a container run with: its image's
+    /// `Shell` (Dockerfile SHELL), empty for Docker's `/bin/sh -c` (also
+    /// when the image is gone).
+    pub(crate) async fn probe_shell(&self, rec: &super::records::ContainerRecord) -> Vec<String> {
+        let Ok(Some(image)) = self.images.resolve(&rec.image_id) else {
+            return Vec::new();
+        };
+        let Ok(bytes) = self.images.read_blob(&image.id).await else {
+            return Vec::new();
+        };
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.pointer("/config/Shell").cloned())
+            .and_then(|s| serde_json::from_value::<Vec<String>>(s).ok())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

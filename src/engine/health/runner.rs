@@ -166,6 +166,10 @@ fn stop(tasks: &mut HashMap<String, JoinHandle<()>>, id: &str) {
 
 /// Probes one container until it is no longer running.
 async fn probe_loop(engine: Arc<Engine>, id: String) {
+    let shell = match engine.running(&id) {
+        Ok(rec) => engine.probe_shell(&rec).await,
+        Err(_) => return,
+    };
     loop {
         let Ok(rec) = engine.running(&id) else {
             return;
@@ -173,7 +177,7 @@ async fn probe_loop(engine: Arc<Engine>, id: String) {
         let Some(cfg) = rec.health.clone() else {
             return;
         };
-        let Some(argv) = cfg.probe_argv(&[]) else {
+        let Some(argv) = cfg.probe_argv(&shell) else {
             return;
         };
         let status = match engine.health(&id) {
