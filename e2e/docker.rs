@@ -8,6 +8,7 @@ mod containers;
 mod cp;
 mod exec;
 mod exit_codes;
+mod health;
 mod images;
 mod logs;
 mod network;

@@ -193,10 +193,13 @@ async fn start_docker(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let mut tasks = vec![tokio::spawn(crate::docker::watch::run(
-        docker.clone(),
-        stopped(stop),
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(crate::docker::watch::run(docker.clone(), stopped(stop))),
+        tokio::spawn(crate::engine::health::runner::run(
+            engine.clone(),
+            stopped(stop),
+        )),
+    ];
     if let Some(addr) = &config.docker.tcp {
         let acceptor = crate::docker::serve::tls_acceptor(&config.docker.tls)
             .with_context(|| format!("refusing docker.tcp {addr}"))?;

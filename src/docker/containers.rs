@@ -85,6 +85,13 @@ fn check_list_filters(f: &Filters) -> Result<(), ApiError> {
             }
         }
     }
+    for h in f.get("health").into_iter().flatten() {
+        if !["starting", "healthy", "unhealthy", "none"].contains(&h.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Unrecognised filter value for health: {h}"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -128,10 +135,13 @@ fn list_filter(
             let v = v.trim_start_matches('/');
             name.contains(v)
         })
-        && any("label", &|v| {
+        // Every label asked for must match, as in Docker (compose numbers a
+        // service's containers by listing project AND service labels).
+        && f.get("label").into_iter().flatten().all(|v| {
             label_matches(|k| rec.config.labels.get(k).map(String::as_str), v)
         })
         && any("status", &|v| v == model::state_word(rec))
+        && any("health", &|v| v == model::health_word(d, rec))
         && any("ancestor", &|v| image_matches(v))
         && any("exited", &|v| {
             rec.state == ContainerState::Exited && v.parse::<i32>().ok() == Some(rec.exit_code)

@@ -20,6 +20,7 @@ use tracing::warn;
 use super::error::{DockerJson, Query};
 use super::{ApiError, Shared};
 use crate::engine::docker::{CONFIG_ANNOTATION, NAME_ANNOTATION, NETWORK_ANNOTATION, OWNER_LABEL};
+use crate::engine::health::HealthConfig;
 use crate::engine::records::new_id;
 
 mod mounts;
@@ -114,6 +115,13 @@ async fn create(
         .resolve(&req.image)?
         .ok_or_else(|| ApiError::not_found(format!("No such image: {}", req.image)))?;
     let image_config = d.engine.images.config(&image).await?;
+    if let Some(h) = &req.healthcheck {
+        h.validate()?;
+    }
+    let health = HealthConfig::merge(
+        req.healthcheck.clone(),
+        d.engine.image_healthcheck(&image).await?.as_ref(),
+    );
     let id = new_id();
     let log_dir = d.engine.config.root.join("docker").join("logs").join(&id);
     let (pod_cfg, mut warnings) = pod_config(&d, &req, &name, &id, &log_dir)?;
@@ -133,7 +141,7 @@ async fn create(
     }
     match d
         .engine
-        .create_container_deferring_exec(&pod_id, ctr_cfg, id.clone())
+        .create_docker_container(&pod_id, ctr_cfg, id.clone(), health)
         .await
     {
         Ok(_) => {}

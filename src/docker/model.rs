@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use super::create::{stored_request, CreateRequest};
 use super::time::{now_nanos, rfc3339};
 use super::{ApiError, Shared};
+use crate::engine::health::{HealthState, HealthStatus};
 use crate::engine::records::{ContainerRecord, ContainerState, PodRecord};
 
 /// Docker's state word.
@@ -49,17 +50,49 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// `Up 5 seconds`, `Exited (3) 2 minutes ago`, `Created`.
-pub fn status_line(rec: &ContainerRecord, now: i64) -> String {
+/// A container's health as Docker shows it: its status while it has a check,
+/// `none` without one.
+pub fn health_word(d: &Shared, rec: &ContainerRecord) -> &'static str {
+    health_of(d, rec).map_or("none", |h| h.status.as_str())
+}
+
+/// The recorded health of a container with a check.
+pub fn health_of(d: &Shared, rec: &ContainerRecord) -> Option<HealthState> {
+    if !rec.health.as_ref().is_some_and(|h| h.enabled()) {
+        return None;
+    }
+    d.engine.health(&rec.id).ok().flatten()
+}
+
+/// `State.Health` of inspect.
+fn health_json(h: &HealthState) -> Value {
+    let log: Vec<Value> = h
+        .log
+        .iter()
+        .map(|r| {
+            json!({
+                "Start": rfc3339(r.start),
+                "End": rfc3339(r.end),
+                "ExitCode": r.exit_code,
+                "Output": r.output,
+            })
+        })
+        .collect();
+    json!({"Status": h.status.as_str(), "FailingStreak": h.failing_streak, "Log": log})
+}
+
+/// `Up 5 seconds (healthy)`, `Exited (3) 2 minutes ago`, `Created`.
+pub fn status_line(rec: &ContainerRecord, health: Option<HealthStatus>, now: i64) -> String {
     let since = |t: i64| Duration::from_nanos((now - t).max(0) as u64);
     match rec.state {
         ContainerState::Created => "Created".into(),
         ContainerState::Running => {
             let up = format!("Up {}", human_duration(since(rec.started_at)));
-            if rec.paused {
-                format!("{up} (Paused)")
-            } else {
-                up
+            match health {
+                _ if rec.paused => format!("{up} (Paused)"),
+                Some(HealthStatus::Starting) => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({})", h.as_str()),
+                None => up,
             }
         }
         ContainerState::Exited if rec.started_at == 0 && rec.reason == "StartError" => {
@@ -358,7 +391,7 @@ pub async fn summary(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
         "Ports": ports(pod.as_ref(), &eff),
         "Labels": rec.config.labels,
         "State": state_word(rec),
-        "Status": status_line(rec, now_nanos()),
+        "Status": status_line(rec, health_of(d, rec).map(|h| h.status), now_nanos()),
         "HostConfig": {"NetworkMode": network_mode(pod.as_ref())},
         "NetworkSettings": {"Networks": networks(pod.as_ref())},
         "Mounts": mounts(d, rec),
@@ -633,6 +666,12 @@ pub async fn inspect(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
     });
     if let Some(s) = &eff.stop_signal {
         v["Config"]["StopSignal"] = json!(s);
+    }
+    if let Some(h) = &rec.health {
+        v["Config"]["Healthcheck"] = json!(h);
+    }
+    if let Some(h) = health_of(d, rec) {
+        v["State"]["Health"] = health_json(&h);
     }
     if let Some(t) = req.stop_timeout {
         v["Config"]["StopTimeout"] = json!(t);

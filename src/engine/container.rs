@@ -8,10 +8,12 @@ use k8s_cri::v1::ContainerConfig;
 use tokio::io::AsyncBufReadExt;
 use tracing::{debug, info, warn};
 
+use super::health::HealthConfig;
 use super::records::{new_id, now_nanos, ContainerRecord, ContainerState, PodState, ProcessId};
 use super::{rootfs, Engine, Error, CONTAINERS};
 use crate::monitor::{ExitStatus, MonitorConfig, Ready};
 use crate::runtime::{build_spec, SandboxFiles, SpecInputs};
+use crate::store::HEALTH;
 
 /// How long a monitor may take to create a container.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,6 +30,22 @@ impl Engine {
         self.create_container_as(pod_id, config, new_id()).await
     }
 
+    /// [`Engine::create_container_as`] as Docker creates: a command the
+    /// runtime cannot execute (missing, not executable) does not fail the
+    /// create; the container is left `Created` without a monitor and its
+    /// start tries again and fails with Docker's 127/126 (see
+    /// [`exec_failure`]). `health` is Docker's health check, already merged
+    /// with the image's (see [`HealthConfig::merge`]).
+    pub async fn create_docker_container(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+        id: String,
+        health: Option<HealthConfig>,
+    ) -> Result<String, Error> {
+        self.create_inner(pod_id, config, id, true, health).await
+    }
+
     /// [`Engine::create_container`] with a chosen id (Docker names a
     /// container's hostname after its id before the container exists).
     pub async fn create_container_as(
@@ -36,21 +54,7 @@ impl Engine {
         config: ContainerConfig,
         id: String,
     ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, false).await
-    }
-
-    /// [`Engine::create_container_as`] as Docker creates: a command the
-    /// runtime cannot execute (missing, not executable) does not fail the
-    /// create; the container is left `Created` without a monitor and its
-    /// start tries again and fails with Docker's 127/126 (see
-    /// [`exec_failure`]).
-    pub async fn create_container_deferring_exec(
-        &self,
-        pod_id: &str,
-        config: ContainerConfig,
-        id: String,
-    ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, true).await
+        self.create_inner(pod_id, config, id, false, None).await
     }
 
     async fn create_inner(
@@ -59,9 +63,13 @@ impl Engine {
         config: ContainerConfig,
         id: String,
         defer_exec_failure: bool,
+        health: Option<HealthConfig>,
     ) -> Result<String, Error> {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!("bad container id {id:?}")));
+        }
+        if let Some(h) = &health {
+            h.validate()?;
         }
         let pod = self.pod(pod_id)?;
         if pod.state != PodState::Ready {
@@ -174,6 +182,7 @@ impl Engine {
             monitor: None,
             cgroups_path: self.cgroups_path(&pod.cgroup_parent, &id),
             paused: false,
+            health,
         };
         self.images.hold_snapshots(&id, rec.held_snapshots());
         let lowers: Vec<PathBuf> = rec
@@ -426,6 +435,7 @@ impl Engine {
         });
         self.starting_set().remove(id);
         let rec = recorded?;
+        self.reset_health(&rec)?;
         self.emit_container("start", &rec, &[]);
         let since_create = (rec.started_at - rec.created_at).max(0) as u64;
         crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
@@ -523,10 +533,16 @@ impl Engine {
         if wait || image_gone {
             oci.delete(id).await?;
             discard_container_files(&rec).await;
-            self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
+            self.store.write(|w| {
+                w.delete(HEALTH, id)?;
+                w.delete(CONTAINERS, id).map(drop)
+            })?;
             self.images.release_snapshots(id);
         } else {
-            self.store.write(|w| w.delete(CONTAINERS, id).map(drop))?;
+            self.store.write(|w| {
+                w.delete(HEALTH, id)?;
+                w.delete(CONTAINERS, id).map(drop)
+            })?;
             let holds = self.images.snapshot_holds();
             let gone = rec.clone();
             let task = tokio::spawn(async move {

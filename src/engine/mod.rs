@@ -13,6 +13,7 @@ pub mod docker;
 pub mod events;
 pub mod exec;
 pub mod features;
+pub mod health;
 pub mod inspect;
 pub mod oci;
 mod orphans;

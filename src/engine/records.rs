@@ -131,6 +131,9 @@ pub struct ContainerRecord {
     /// Frozen by `pause` (the OCI runtime's freezer); still `Running`.
     #[serde(default)]
     pub paused: bool,
+    /// The Docker health check (image's merged with the create request's).
+    #[serde(default)]
+    pub health: Option<super::health::HealthConfig>,
 }
 
 impl ContainerRecord {

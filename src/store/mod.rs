@@ -24,6 +24,7 @@ pub const TABLES: &[&str] = &[
     CONTAINERS,
     BUILD_IMAGES,
     BUILD_KEYS,
+    HEALTH,
 ];
 /// pod sandbox id → pod record
 pub const PODS: &str = "pods";
@@ -36,6 +37,8 @@ pub const IMAGE_REFS: &str = "image_refs";
 /// image id → record of an image made by a build step (the build cache;
 /// not listed as an image, resolvable by full id)
 pub const BUILD_IMAGES: &str = "build_images";
+/// container id → the container's health check state (Docker `State.Health`)
+pub const HEALTH: &str = "health";
 /// build cache key (parent id + instruction + content) → image id
 pub const BUILD_KEYS: &str = "build_keys";
 

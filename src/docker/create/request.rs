@@ -32,6 +32,8 @@ pub struct CreateRequest {
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
     pub network_disabled: bool,
+    /// `--health-*` / `--no-healthcheck`; merged with the image's at create.
+    pub healthcheck: Option<crate::engine::health::HealthConfig>,
     pub host_config: HostConfig,
 }
 
