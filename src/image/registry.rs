@@ -13,6 +13,9 @@ use super::manifest::{ACCEPT, MAX_MANIFEST_BYTES};
 use super::{Digest, Error, Reference};
 use crate::config::Config;
 
+/// Push chunk size when `registries.<host>.push_chunk_bytes` is unset.
+pub const DEFAULT_PUSH_CHUNK_BYTES: u64 = 16 << 20;
+
 /// One place to fetch a repository from: a mirror or the registry itself.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -84,22 +87,59 @@ impl RegistryClient {
         if rc.is_some_and(|rc| rc.mirrors_only) {
             return out;
         }
-        let api_host = if r.registry == super::reference::DEFAULT_REGISTRY {
+        // A parsed reference's host always makes a URL.
+        out.extend(self.host_endpoint(&r.registry).ok());
+        out
+    }
+
+    /// The registry host itself, never a mirror: where pushes, logins and
+    /// searches go.
+    pub fn host_endpoint(&self, registry: &str) -> Result<Endpoint, Error> {
+        let api_host = if registry == super::reference::DEFAULT_REGISTRY {
             "registry-1.docker.io".to_string()
         } else {
-            r.registry.clone()
+            registry.to_string()
         };
-        let scheme = if self.is_insecure(&r.registry) {
+        let scheme = if self.is_insecure(registry) {
             "http"
         } else {
             "https"
         };
-        out.push(Endpoint {
-            base: Url::parse(&format!("{scheme}://{api_host}")).expect("validated host"),
-            auth_host: r.registry.clone(),
+        let base = Url::parse(&format!("{scheme}://{api_host}"))
+            .ok()
+            .filter(|u| u.path() == "/" && u.query().is_none() && u.username().is_empty())
+            .ok_or_else(|| Error::InvalidReference {
+                reference: registry.to_string(),
+                reason: "not a registry host[:port]".into(),
+            })?;
+        Ok(Endpoint {
+            base,
+            auth_host: registry.to_string(),
             is_mirror: false,
-        });
-        out
+        })
+    }
+
+    /// The daemon's configuration.
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The HTTP client (sessions build their own requests on it).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The bearer tokens fetched so far.
+    pub(super) fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// Blobs larger than this are pushed in chunks of this size.
+    pub fn push_chunk_bytes(&self, host: &str) -> u64 {
+        match self.config.registries.get(host).map(|r| r.push_chunk_bytes) {
+            Some(n) if n > 0 => n,
+            _ => DEFAULT_PUSH_CHUNK_BYTES,
+        }
     }
 
     /// Plain http is used for hosts marked `insecure` and, as Docker does, for loopback.
@@ -122,7 +162,7 @@ impl RegistryClient {
         h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
-    fn config_credentials(&self, host: &str) -> Result<Credentials, Error> {
+    pub(super) fn config_credentials(&self, host: &str) -> Result<Credentials, Error> {
         match self
             .config
             .registries
@@ -294,7 +334,7 @@ fn host_port(u: &Url) -> String {
 }
 
 /// The registry's `{"errors":[{"code","message"}]}` as one line.
-fn registry_error_detail(body: &str) -> String {
+pub(super) fn registry_error_detail(body: &str) -> String {
     #[derive(serde::Deserialize)]
     struct E {
         #[serde(default)]
