@@ -131,7 +131,7 @@ impl<'a> Session<'a> {
                     _ => {
                         return Err(Error::Auth {
                             registry: self.ep.auth_host.clone(),
-                            reason: "unauthorized: authentication required (no credentials were given; run docker login)".into(),
+                            reason: "the registry requires basic authentication and no credentials were given (docker login first)".into(),
                         })
                     }
                 },
