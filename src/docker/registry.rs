@@ -95,48 +95,68 @@ async fn search(
     let limit = match q.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => DEFAULT_LIMIT,
         Some(s) => match s.parse::<usize>() {
+            // Docker's default for 0 as for no limit.
+            Ok(0) => DEFAULT_LIMIT,
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "limit {s:?} is outside the accepted range: 1 to {MAX_LIMIT}"
+                    "limit {s:?} is outside the accepted range: 0 to {MAX_LIMIT}"
                 )))
             }
         },
     };
-    let f = parse_filters(q.filters.as_deref())?;
-    check_filter_keys(&f, &["is-official", "is-automated", "stars"])?;
-    let want_bool = |key: &str| -> Result<Option<bool>, ApiError> {
-        match f.get(key).and_then(|v| v.first()) {
-            None => Ok(None),
-            Some(v) => match v.as_str() {
-                "true" | "1" => Ok(Some(true)),
-                "false" | "0" => Ok(Some(false)),
-                other => Err(ApiError::bad_request(format!(
-                    "invalid filter '{key}={other}'"
-                ))),
-            },
-        }
-    };
-    let official = want_bool("is-official")?;
-    let automated = want_bool("is-automated")?;
-    let stars = match f.get("stars").and_then(|v| v.first()) {
-        None => 0,
-        Some(s) => s
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={s}'")))?,
-    };
+    let keep = SearchFilter::parse(q.filters.as_deref())?;
     let found = docker
         .engine
         .images
         .search(term, limit, &registry_auth(&headers))
         .await?;
-    let hits: Vec<&SearchResult> = found
-        .iter()
-        .filter(|r| official.is_none_or(|o| r.is_official == o))
-        .filter(|r| automated.is_none_or(|a| r.is_automated == a))
-        .filter(|r| r.star_count >= stars)
-        .collect();
+    let hits: Vec<&SearchResult> = found.iter().filter(|r| keep.keeps(r)).collect();
     Ok(Json(hits).into_response())
+}
+
+/// The `filters` of a search: `is-official`, `is-automated`, `stars`.
+#[derive(Debug, Default, PartialEq)]
+struct SearchFilter {
+    official: Option<bool>,
+    automated: Option<bool>,
+    stars: u64,
+}
+
+impl SearchFilter {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let f = parse_filters(raw)?;
+        check_filter_keys(&f, &["is-official", "is-automated", "stars"])?;
+        let flag = |key: &str| -> Result<Option<bool>, ApiError> {
+            match f.get(key).and_then(|v| v.first()) {
+                None => Ok(None),
+                Some(v) => match v.as_str() {
+                    "true" | "1" => Ok(Some(true)),
+                    "false" | "0" => Ok(Some(false)),
+                    other => Err(ApiError::bad_request(format!(
+                        "invalid filter '{key}={other}'"
+                    ))),
+                },
+            }
+        };
+        let stars = match f.get("stars").and_then(|v| v.first()) {
+            None => 0,
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={s}'")))?,
+        };
+        Ok(SearchFilter {
+            official: flag("is-official")?,
+            automated: flag("is-automated")?,
+            stars,
+        })
+    }
+
+    fn keeps(&self, r: &SearchResult) -> bool {
+        self.official.is_none_or(|o| r.is_official == o)
+            && self.automated.is_none_or(|a| r.is_automated == a)
+            && r.star_count >= self.stars
+    }
 }
 
 /// `GET /distribution/{name}/json`: the descriptor and platforms of a
@@ -181,4 +201,38 @@ async fn distribution(
         "Platforms": platforms,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(official: bool, stars: u64) -> SearchResult {
+        SearchResult {
+            name: "n".into(),
+            description: String::new(),
+            star_count: stars,
+            is_official: official,
+            is_automated: false,
+        }
+    }
+
+    #[test]
+    fn search_filters() {
+        assert_eq!(SearchFilter::parse(None).unwrap(), SearchFilter::default());
+        let f = SearchFilter::parse(Some(r#"{"is-official":["true"],"stars":["3"]}"#)).unwrap();
+        assert!(f.keeps(&hit(true, 3)));
+        assert!(!f.keeps(&hit(true, 2)));
+        assert!(!f.keeps(&hit(false, 9)));
+        let old = SearchFilter::parse(Some(r#"{"is-official":{"false":true}}"#)).unwrap();
+        assert!(old.keeps(&hit(false, 0)) && !old.keeps(&hit(true, 0)));
+        for bad in [
+            r#"{"stars":["many"]}"#,
+            r#"{"is-official":["maybe"]}"#,
+            r#"{"label":["a"]}"#,
+        ] {
+            let e = SearchFilter::parse(Some(bad)).unwrap_err();
+            assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
 }

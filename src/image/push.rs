@@ -429,3 +429,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "push_tests.rs"]
+mod fake_registry_tests;

@@ -181,3 +181,46 @@ fn push_error(e: &image::Error) -> String {
         _ => chain,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Digest;
+
+    fn json_of(b: &bytes::Bytes) -> serde_json::Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn progress_lines_are_named_by_short_diff_ids() {
+        let digest = Digest::of(b"layer");
+        let diff = Digest::of(b"diff");
+        let ev = |state| PushEvent {
+            digest: digest.clone(),
+            diff_id: Some(diff.clone()),
+            state,
+        };
+        let id = short_id(diff.as_str());
+        let v = json_of(&event_line(&ev(BlobState::Exists)));
+        assert_eq!(v["status"], "Layer already exists");
+        assert_eq!(v["id"], id.as_str());
+        let v = json_of(&event_line(&ev(BlobState::Mounted("test/busybox".into()))));
+        assert_eq!(v["status"], "Mounted from test/busybox");
+        let v = json_of(&event_line(&ev(BlobState::Pushing { sent: 5, total: 9 })));
+        assert_eq!(v["status"], "Pushing");
+        assert_eq!(v["progressDetail"]["current"], 5);
+        assert_eq!(v["progressDetail"]["total"], 9);
+        assert_eq!(json_of(&event_line(&ev(BlobState::Pushed)))["status"], "Pushed");
+    }
+
+    #[test]
+    fn refused_credentials_read_unauthorized() {
+        let e = image::Error::Auth {
+            registry: "127.0.0.1:5000".into(),
+            reason: "no credentials".into(),
+        };
+        assert!(push_error(&e).starts_with("unauthorized: "), "{}", push_error(&e));
+        let other = image::Error::NotFound("x".into());
+        assert!(!push_error(&other).starts_with("unauthorized"));
+    }
+}
