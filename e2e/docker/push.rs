@@ -45,16 +45,15 @@ async fn push_pull_back_with_docker_and_cri_and_push_again() {
     let first = e.docker(&["push", &name]).ok();
     assert!(first.stdout.contains("Pushed"), "{first:?}");
     assert!(
-        first
-            .stdout
-            .contains(&format!("The push refers to repository [{}]", target.image("x/y"))),
+        first.stdout.contains(&format!(
+            "The push refers to repository [{}]",
+            target.image("x/y")
+        )),
         "{first:?}"
     );
     let digest = pushed_digest(&first);
     // busybox's layer is bigger than a chunk: it went up in PATCHes.
-    let patches = target
-        .count_ok("PATCH", "/v2/x/y/blobs/uploads/")
-        .await;
+    let patches = target.count_ok("PATCH", "/v2/x/y/blobs/uploads/").await;
     assert!(patches >= 2, "chunked upload expected: {patches} PATCHes");
     assert!(
         repo_digests(&e, &name).contains(&format!("{}@{digest}", target.image("x/y"))),
@@ -82,7 +81,9 @@ async fn push_pull_back_with_docker_and_cri_and_push_again() {
     let pulled = e.docker(&["pull", &name]).ok();
     assert!(pulled.stdout.contains(&digest), "{pulled:?}");
     assert!(repo_digests(&e, &name).contains(&digest));
-    let ran = e.docker(&["run", "--rm", &name, "echo", "pushed-and-back"]).ok();
+    let ran = e
+        .docker(&["run", "--rm", &name, "echo", "pushed-and-back"])
+        .ok();
     assert_eq!(ran.out(), "pushed-and-back");
 
     // And with CRI PullImage, as crictl does.

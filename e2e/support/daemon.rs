@@ -42,7 +42,10 @@ pub fn config_yaml(dir: &Path, extra: &str) -> String {
     // A caller's `docker:` keys join the default section, unless they name
     // their own socket (then the caller's section is the whole of it).
     let (docker_extra, extra) = take_section(extra, "docker:");
-    let docker = if docker_extra.lines().any(|l| l.trim_start().starts_with("socket:")) {
+    let docker = if docker_extra
+        .lines()
+        .any(|l| l.trim_start().starts_with("socket:"))
+    {
         format!("docker:\n{docker_extra}")
     } else {
         format!("docker:\n  socket: {d}/state/docker.sock\n{docker_extra}")

@@ -62,11 +62,7 @@ async fn login(
             "login needs a username and password (or an identity token)",
         ));
     }
-    let (_, token) = docker
-        .engine
-        .images
-        .login(&b.serveraddress, &creds)
-        .await?;
+    let (_, token) = docker.engine.images.login(&b.serveraddress, &creds).await?;
     Ok(Json(json!({
         "Status": "Login Succeeded",
         "IdentityToken": token.unwrap_or_default(),

@@ -47,7 +47,10 @@ pub enum BlobState {
     /// Mounted from another repository of the registry.
     Mounted(String),
     /// Bytes sent so far of the whole.
-    Pushing { sent: u64, total: u64 },
+    Pushing {
+        sent: u64,
+        total: u64,
+    },
     Pushed,
 }
 
@@ -241,7 +244,14 @@ impl Push<'_> {
                 location(&resp, &what)?
             }
         };
-        self.report(d, diff_id, BlobState::Pushing { sent: 0, total: desc.size });
+        self.report(
+            d,
+            diff_id,
+            BlobState::Pushing {
+                sent: 0,
+                total: desc.size,
+            },
+        );
         let path = self.content.path(d);
         let io = |e| Error::io(format!("failed to read blob {d}"), e);
         let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
@@ -421,11 +431,17 @@ mod tests {
         let d = Digest::of(b"b");
         assert_eq!(
             with_digest(abs, &d).as_str(),
-            format!("http://127.0.0.1:5000/v2/x/y/blobs/uploads/u1?_state=abc&digest=sha256%3A{}", d.hex())
+            format!(
+                "http://127.0.0.1:5000/v2/x/y/blobs/uploads/u1?_state=abc&digest=sha256%3A{}",
+                d.hex()
+            )
         );
         assert_eq!(
             with_digest(rel, &d).as_str(),
-            format!("http://127.0.0.1:5000/v2/x/y/blobs/uploads/u2?_state=def&digest=sha256%3A{}", d.hex())
+            format!(
+                "http://127.0.0.1:5000/v2/x/y/blobs/uploads/u2?_state=def&digest=sha256%3A{}",
+                d.hex()
+            )
         );
     }
 }

@@ -65,7 +65,11 @@ async fn token(
     headers: HeaderMap,
 ) -> Response {
     let want = super::super::session::basic("u", "p");
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(want.as_str())
+    {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     s.lock()
@@ -123,7 +127,7 @@ async fn finish_upload(
     body: Bytes,
 ) -> StatusCode {
     let mut f = s.lock().unwrap();
-    if q.get("_state").is_none() {
+    if !q.contains_key("_state") {
         return StatusCode::BAD_REQUEST;
     }
     let Some(mut buf) = f.uploads.remove(&id) else {
@@ -149,10 +153,7 @@ async fn put_manifest(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    s.lock()
-        .unwrap()
-        .manifests
-        .insert(tag, (ct, body.to_vec()));
+    s.lock().unwrap().manifests.insert(tag, (ct, body.to_vec()));
     StatusCode::CREATED
 }
 
@@ -166,9 +167,15 @@ async fn start_fake() -> Shared {
     let v2 = Router::new()
         .route("/v2/x/y/blobs/{digest}", get(head_blob))
         .route("/v2/x/y/blobs/uploads/", post(start_upload))
-        .route("/v2/x/y/blobs/uploads/{id}", patch(patch_upload).put(finish_upload))
+        .route(
+            "/v2/x/y/blobs/uploads/{id}",
+            patch(patch_upload).put(finish_upload),
+        )
         .route("/v2/x/y/manifests/{tag}", put(put_manifest))
-        .layer(axum::middleware::from_fn_with_state(s.clone(), require_token));
+        .layer(axum::middleware::from_fn_with_state(
+            s.clone(),
+            require_token,
+        ));
     let app = Router::new()
         .route("/token", get(token))
         .merge(v2)
@@ -187,7 +194,8 @@ struct Local {
 
 async fn local_image() -> Local {
     let dir = tempfile::tempdir().unwrap();
-    let content = ContentStore::open(&dir.path().join("blobs"), &dir.path().join("ingest")).unwrap();
+    let content =
+        ContentStore::open(&dir.path().join("blobs"), &dir.path().join("ingest")).unwrap();
     let layer: Vec<u8> = (0..25u8).collect();
     // Within one chunk: the config goes up in one PUT.
     let config = br#"{}"#.to_vec();
@@ -285,9 +293,18 @@ async fn pushes_through_a_token_realm_in_chunks_and_keeps_the_manifest_bytes() {
         [
             BlobState::Preparing,
             BlobState::Pushing { sent: 0, total: 25 },
-            BlobState::Pushing { sent: 10, total: 25 },
-            BlobState::Pushing { sent: 20, total: 25 },
-            BlobState::Pushing { sent: 25, total: 25 },
+            BlobState::Pushing {
+                sent: 10,
+                total: 25
+            },
+            BlobState::Pushing {
+                sent: 20,
+                total: 25
+            },
+            BlobState::Pushing {
+                sent: 25,
+                total: 25
+            },
             BlobState::Pushed,
         ]
     );

@@ -236,12 +236,13 @@ impl RegistryClient {
         struct Results {
             results: Vec<SearchResult>,
         }
-        let mut url = Url::parse(&format!("{}/v1/search", base.trim_end_matches('/'))).map_err(
-            |e| Error::InvalidReference {
-                reference: base.to_string(),
-                reason: e.to_string(),
-            },
-        )?;
+        let mut url =
+            Url::parse(&format!("{}/v1/search", base.trim_end_matches('/'))).map_err(|e| {
+                Error::InvalidReference {
+                    reference: base.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
         url.query_pairs_mut()
             .append_pair("q", query)
             .append_pair("n", &limit.to_string());
@@ -368,7 +369,9 @@ impl RegistryClient {
                         .collect(),
                 ),
                 Document::Manifest(man) => {
-                    let resp = self.blob(&ep, &r.repository, &man.config.digest, creds).await?;
+                    let resp = self
+                        .blob(&ep, &r.repository, &man.config.digest, creds)
+                        .await?;
                     let body = resp.bytes().await.map_err(|source| Error::Network {
                         url: ep.base.to_string(),
                         source,

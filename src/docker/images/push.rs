@@ -38,7 +38,11 @@ pub async fn push(
     let targets: Vec<Reference> = match tag.filter(|t| !t.is_empty()) {
         Some(t) => vec![super::repo_tag(&repo.name(), Some(t))?],
         // An old client's `name:tag` in the path.
-        None if name.rsplit('/').next().is_some_and(|last| last.contains(':')) => {
+        None if name
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':')) =>
+        {
             vec![repo.clone()]
         }
         None => all_tags(&docker, &repo)?,
@@ -210,7 +214,10 @@ mod tests {
         assert_eq!(v["status"], "Pushing");
         assert_eq!(v["progressDetail"]["current"], 5);
         assert_eq!(v["progressDetail"]["total"], 9);
-        assert_eq!(json_of(&event_line(&ev(BlobState::Pushed)))["status"], "Pushed");
+        assert_eq!(
+            json_of(&event_line(&ev(BlobState::Pushed)))["status"],
+            "Pushed"
+        );
     }
 
     #[test]
@@ -219,7 +226,11 @@ mod tests {
             registry: "127.0.0.1:5000".into(),
             reason: "no credentials".into(),
         };
-        assert!(push_error(&e).starts_with("unauthorized: "), "{}", push_error(&e));
+        assert!(
+            push_error(&e).starts_with("unauthorized: "),
+            "{}",
+            push_error(&e)
+        );
         let other = image::Error::NotFound("x".into());
         assert!(!push_error(&other).starts_with("unauthorized"));
     }
