@@ -123,7 +123,7 @@ impl Push<'_> {
             Some(from) => format!("repository:{repo}:pull,push repository:{from}:pull"),
             None => format!("repository:{repo}:pull,push"),
         };
-        let ep = self.registry.host_endpoint(&target.registry)?;
+        let ep = self.registry.direct_endpoint(&target.registry)?;
         let session = Session::new(self.registry, ep, creds, scope)?;
         let chunk = self.registry.push_chunk_bytes(&target.registry);
 

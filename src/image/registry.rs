@@ -124,6 +124,26 @@ impl RegistryClient {
         &self.config
     }
 
+    /// The registry host itself for a push, a login or a catalog read;
+    /// refused for a `mirrors_only` host, which this node reaches only
+    /// through its mirrors (an air-gapped node never talks to the host).
+    pub fn direct_endpoint(&self, registry: &str) -> Result<Endpoint, Error> {
+        if self
+            .config
+            .registries
+            .get(registry)
+            .is_some_and(|r| r.mirrors_only)
+        {
+            return Err(Error::InvalidReference {
+                reference: registry.to_string(),
+                reason: format!(
+                    "registries.{registry:?} is mirrors_only: berth reaches it only through its mirrors and never pushes to, logs in to or lists it"
+                ),
+            });
+        }
+        self.host_endpoint(registry)
+    }
+
     /// The HTTP client (sessions build their own requests on it).
     pub(super) fn http(&self) -> &reqwest::Client {
         &self.http
@@ -420,6 +440,19 @@ mod tests {
         let other = c.endpoints(&Reference::parse("quay.io/a/b:c").unwrap());
         assert_eq!(other.len(), 1);
         assert!(!other[0].is_mirror);
+    }
+
+    #[test]
+    fn pushes_and_logins_never_go_to_mirrors_or_mirrors_only_hosts() {
+        let c = client("registries:\n  docker.io:\n    mirrors: [\"http://127.0.0.1:5000\"]\n    mirrors_only: true\n  quay.io:\n    mirrors: [\"http://127.0.0.1:5001\"]\n");
+        let e = c.direct_endpoint("docker.io").unwrap_err();
+        assert!(e.to_string().contains("mirrors_only"), "{e}");
+        let q = c.direct_endpoint("quay.io").unwrap();
+        assert!(!q.is_mirror);
+        assert_eq!(q.base.as_str(), "https://quay.io/");
+        assert_eq!(c.push_chunk_bytes("quay.io"), DEFAULT_PUSH_CHUNK_BYTES);
+        assert!(c.host_endpoint("a b").is_err());
+        assert!(c.host_endpoint("host/path").is_err());
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl RegistryClient {
     /// is answered with the credentials, a bearer one by a token from its
     /// realm. Returns the identity (refresh) token the realm gave, if any.
     pub async fn login(&self, host: &str, creds: &Credentials) -> Result<Option<String>, Error> {
-        let ep = self.host_endpoint(host)?;
+        let ep = self.direct_endpoint(host)?;
         let url = Url::parse(&format!("{}v2/", ep.base)).map_err(|e| Error::InvalidReference {
             reference: host.to_string(),
             reason: e.to_string(),
@@ -199,7 +199,7 @@ impl RegistryClient {
     ) -> Result<Vec<SearchResult>, Error> {
         let (registry, query) = split_term(term);
         let index_base = match registry {
-            Some(r) => self.host_endpoint(r)?.base.to_string(),
+            Some(r) => self.direct_endpoint(r)?.base.to_string(),
             None => self.config().docker.search_index.clone(),
         };
         let index = self.index_search(&index_base, query, limit).await;
@@ -278,7 +278,7 @@ impl RegistryClient {
             #[serde(default)]
             repositories: Vec<String>,
         }
-        let ep = self.host_endpoint(registry)?;
+        let ep = self.direct_endpoint(registry)?;
         let s = Session::new(self, ep, creds, "registry:catalog:*".into())?;
         let needle = query.to_ascii_lowercase();
         let mut out = Vec::new();
