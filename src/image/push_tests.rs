@@ -76,6 +76,11 @@ async fn token(
         .unwrap()
         .scopes
         .push(q.get("scope").cloned().unwrap_or_default());
+    // A login asks for an offline token: it gets a refresh token too.
+    if q.get("offline_token").map(String::as_str) == Some("true") {
+        return axum::Json(serde_json::json!({ "token": TOKEN, "refresh_token": "refresh-1" }))
+            .into_response();
+    }
     axum::Json(serde_json::json!({ "token": TOKEN })).into_response()
 }
 
@@ -165,6 +170,7 @@ async fn start_fake() -> Shared {
         ..Default::default()
     }));
     let v2 = Router::new()
+        .route("/v2/", get(|| async { StatusCode::OK }))
         .route("/v2/x/y/blobs/{digest}", get(head_blob))
         .route("/v2/x/y/blobs/uploads/", post(start_upload))
         .route(
@@ -339,4 +345,29 @@ async fn pushes_through_a_token_realm_in_chunks_and_keeps_the_manifest_bytes() {
     };
     let e = refused.run(&local.rec, &target, &wrong).await.unwrap_err();
     assert_eq!(e.kind(), crate::image::Kind::Unauthenticated, "{e}");
+}
+
+#[tokio::test]
+async fn login_through_a_token_realm_returns_its_identity_token() {
+    let fake = start_fake().await;
+    let addr = fake.lock().unwrap().addr.clone();
+    let client = RegistryClient::new(Arc::new(Config::default())).unwrap();
+    let good = Credentials::Basic {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    let token = client.login(&addr, &good).await.unwrap();
+    assert_eq!(token.as_deref(), Some("refresh-1"));
+    let bad = Credentials::Basic {
+        username: "u".into(),
+        password: "nope".into(),
+    };
+    let e = client.login(&addr, &bad).await.unwrap_err();
+    assert_eq!(e.kind(), crate::image::Kind::Unauthenticated);
+    assert!(e.to_string().starts_with("login attempt to "), "{e}");
+    let e = client
+        .login(&addr, &Credentials::Anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), crate::image::Kind::Unauthenticated);
 }
