@@ -43,6 +43,7 @@ async fn push_pull_back_with_docker_and_cri_and_push_again() {
     let name = target.image("x/y:t");
     e.docker(&["tag", &e.busybox, &name]).ok();
     let first = e.docker(&["push", &name]).ok();
+    println!("docker push:\n{}", first.stdout);
     assert!(first.stdout.contains("Pushed"), "{first:?}");
     assert!(
         first.stdout.contains(&format!(
@@ -70,6 +71,7 @@ async fn push_pull_back_with_docker_and_cri_and_push_again() {
     let sibling = e.reg.image("x/sibling:t");
     e.docker(&["tag", &e.busybox, &sibling]).ok();
     let mounted = e.docker(&["push", &sibling]).ok();
+    println!("docker push (mount):\n{}", mounted.stdout);
     assert!(
         mounted.stdout.contains("Mounted from test/busybox"),
         "{mounted:?}"
