@@ -14,6 +14,7 @@ mod logs;
 mod network;
 mod networks;
 mod options;
+mod push;
 mod restart;
 mod run;
 mod sdk;

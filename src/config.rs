@@ -85,6 +85,9 @@ pub struct DockerConfig {
     pub tls: TlsConfig,
     /// The static init `docker run --init` runs as PID 1 (Debian's tini).
     pub init: PathBuf,
+    /// The index `docker search` asks for a term that names no registry
+    /// (Docker's `/v1/search` API).
+    pub search_index: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -152,6 +155,10 @@ pub struct RegistryConfig {
     pub mirrors_only: bool,
     /// Credentials used when a pull request carries none.
     pub auth: Option<RegistryAuth>,
+    /// Pushes upload a blob larger than this in chunks of this size
+    /// (`PATCH` with `Content-Range`), smaller ones in one `PUT`; 0 means
+    /// the default (16 MiB).
+    pub push_chunk_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -200,6 +207,7 @@ impl Default for DockerConfig {
             tcp: None,
             tls: TlsConfig::default(),
             init: "/usr/bin/tini-static".into(),
+            search_index: "https://index.docker.io".into(),
         }
     }
 }

@@ -39,12 +39,18 @@ pub struct Berthd {
 /// the daemon's CNI config dir is `dir/cni` (see [`LOOPBACK_CONFLIST`]).
 pub fn config_yaml(dir: &Path, extra: &str) -> String {
     let d = dir.display();
-    // A caller's own `docker:` section replaces the default one.
-    let docker = if extra.lines().any(|l| l.starts_with("docker:")) {
-        String::new()
+    // A caller's `docker:` keys join the default section, unless they name
+    // their own socket (then the caller's section is the whole of it).
+    let (docker_extra, extra) = take_section(extra, "docker:");
+    let docker = if docker_extra
+        .lines()
+        .any(|l| l.trim_start().starts_with("socket:"))
+    {
+        format!("docker:\n{docker_extra}")
     } else {
-        format!("docker:\n  socket: {d}/state/docker.sock\n")
+        format!("docker:\n  socket: {d}/state/docker.sock\n{docker_extra}")
     };
+    let extra = extra.as_str();
     let cni = if has_cni_section(extra) {
         String::new()
     } else {

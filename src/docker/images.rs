@@ -1,5 +1,5 @@
 //! Docker's image endpoints over the engine's image service: list, inspect,
-//! history, tag, search, and (in the submodules) pull and import, remove and
+//! history, tag, and (in the submodules) pull and import, push, remove and
 //! prune, save and load.
 //!
 //! Names are stored fully qualified (`docker.io/library/busybox:latest`) and
@@ -8,7 +8,8 @@
 //! the per-image routes take the rest of the path and split off the action.
 
 mod delete;
-mod pull;
+pub(crate) mod pull;
+mod push;
 pub(crate) mod transfer;
 
 use axum::extract::{Path, State};
@@ -29,7 +30,6 @@ use crate::image::{ImageRecord, Reference};
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/images/json", get(list))
-        .route("/images/search", get(search))
         .route("/images/get", get(transfer::save_many))
         .route("/images/create", post(pull::create))
         .route("/images/load", post(transfer::load))
@@ -62,13 +62,11 @@ async fn per_image_post(
     state: State<Shared>,
     Path(rest): Path<String>,
     Query(q): Query<TagQuery>,
+    headers: http::HeaderMap,
 ) -> Result<Response, ApiError> {
     match split_action(&rest) {
         Some((name, "tag")) => tag(&state, name, q).await,
-        Some((name, "push")) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("pushing images is not supported by berth (image {name})"),
-        )),
+        Some((name, "push")) => push::push(state.0.clone(), name, q.tag.as_deref(), &headers).await,
         _ => Err(not_routed("POST", &rest)),
     }
 }
@@ -521,14 +519,6 @@ async fn tag(docker: &Shared, name: &str, q: TagQuery) -> Result<Response, ApiEr
     docker.engine.images.tag(&rec.id, &full).await?;
     emit(docker, "tag", rec.id.as_str(), &r.familiar());
     Ok(StatusCode::CREATED.into_response())
-}
-
-/// `GET /images/search`: berth has no registry search index to ask.
-async fn search() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "image search is not supported by berth: it has no access to a registry search index",
-    )
 }
 
 #[cfg(test)]

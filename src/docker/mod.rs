@@ -19,6 +19,7 @@ pub mod images;
 pub mod logs;
 pub mod model;
 pub mod networks;
+pub mod registry;
 pub mod serve;
 pub mod stats;
 pub mod system;
@@ -98,6 +99,7 @@ pub fn router(docker: Shared) -> Router {
         .merge(system::routes())
         .merge(events::routes())
         .merge(images::routes())
+        .merge(registry::routes())
         .merge(build::routes())
         .merge(create::routes())
         .merge(containers::routes())

@@ -8,9 +8,12 @@ pub mod content;
 pub mod digest;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod remote;
 pub mod service;
+pub mod session;
 
 pub use digest::Digest;
 pub use reference::Reference;
@@ -53,6 +56,16 @@ pub enum Error {
     },
     #[error("authentication with {registry} failed: {reason}")]
     Auth { registry: String, reason: String },
+    /// Docker's words for refused credentials.
+    #[error("login attempt to {url} failed with status: {status}")]
+    LoginFailed { url: String, status: String },
+    #[error("failed to search {registry}: {reason}")]
+    Search { registry: String, reason: String },
+    #[error("no answer from {url} in {after:?}")]
+    Timeout {
+        url: String,
+        after: std::time::Duration,
+    },
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
         what: String,
@@ -107,7 +120,8 @@ impl Error {
                 _ => Kind::Unavailable,
             },
             Error::Network { .. } => Kind::Unavailable,
-            Error::Auth { .. } => Kind::Unauthenticated,
+            Error::Auth { .. } | Error::LoginFailed { .. } => Kind::Unauthenticated,
+            Error::Search { .. } | Error::Timeout { .. } => Kind::Unavailable,
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::BadManifest { .. } => Kind::BadContent,

@@ -13,6 +13,9 @@ use super::manifest::{ACCEPT, MAX_MANIFEST_BYTES};
 use super::{Digest, Error, Reference};
 use crate::config::Config;
 
+/// Push chunk size when `registries.<host>.push_chunk_bytes` is unset.
+pub const DEFAULT_PUSH_CHUNK_BYTES: u64 = 16 << 20;
+
 /// One place to fetch a repository from: a mirror or the registry itself.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -84,22 +87,79 @@ impl RegistryClient {
         if rc.is_some_and(|rc| rc.mirrors_only) {
             return out;
         }
-        let api_host = if r.registry == super::reference::DEFAULT_REGISTRY {
+        // A parsed reference's host always makes a URL.
+        out.extend(self.host_endpoint(&r.registry).ok());
+        out
+    }
+
+    /// The registry host itself, never a mirror: where pushes, logins and
+    /// searches go.
+    pub fn host_endpoint(&self, registry: &str) -> Result<Endpoint, Error> {
+        let api_host = if registry == super::reference::DEFAULT_REGISTRY {
             "registry-1.docker.io".to_string()
         } else {
-            r.registry.clone()
+            registry.to_string()
         };
-        let scheme = if self.is_insecure(&r.registry) {
+        let scheme = if self.is_insecure(registry) {
             "http"
         } else {
             "https"
         };
-        out.push(Endpoint {
-            base: Url::parse(&format!("{scheme}://{api_host}")).expect("validated host"),
-            auth_host: r.registry.clone(),
+        let base = Url::parse(&format!("{scheme}://{api_host}"))
+            .ok()
+            .filter(|u| u.path() == "/" && u.query().is_none() && u.username().is_empty())
+            .ok_or_else(|| Error::InvalidReference {
+                reference: registry.to_string(),
+                reason: "not a registry host[:port]".into(),
+            })?;
+        Ok(Endpoint {
+            base,
+            auth_host: registry.to_string(),
             is_mirror: false,
-        });
-        out
+        })
+    }
+
+    /// The daemon's configuration.
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The registry host itself for a push, a login or a catalog read;
+    /// refused for a `mirrors_only` host, which this node reaches only
+    /// through its mirrors (an air-gapped node never talks to the host).
+    pub fn direct_endpoint(&self, registry: &str) -> Result<Endpoint, Error> {
+        if self
+            .config
+            .registries
+            .get(registry)
+            .is_some_and(|r| r.mirrors_only)
+        {
+            return Err(Error::InvalidReference {
+                reference: registry.to_string(),
+                reason: format!(
+                    "registries.{registry:?} is mirrors_only: berth reaches it only through its mirrors and never pushes to, logs in to or lists it"
+                ),
+            });
+        }
+        self.host_endpoint(registry)
+    }
+
+    /// The HTTP client (sessions build their own requests on it).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The bearer tokens fetched so far.
+    pub(super) fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// Blobs larger than this are pushed in chunks of this size.
+    pub fn push_chunk_bytes(&self, host: &str) -> u64 {
+        match self.config.registries.get(host).map(|r| r.push_chunk_bytes) {
+            Some(n) if n > 0 => n,
+            _ => DEFAULT_PUSH_CHUNK_BYTES,
+        }
     }
 
     /// Plain http is used for hosts marked `insecure` and, as Docker does, for loopback.
@@ -122,7 +182,7 @@ impl RegistryClient {
         h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
-    fn config_credentials(&self, host: &str) -> Result<Credentials, Error> {
+    pub(super) fn config_credentials(&self, host: &str) -> Result<Credentials, Error> {
         match self
             .config
             .registries
@@ -294,7 +354,7 @@ fn host_port(u: &Url) -> String {
 }
 
 /// The registry's `{"errors":[{"code","message"}]}` as one line.
-fn registry_error_detail(body: &str) -> String {
+pub(super) fn registry_error_detail(body: &str) -> String {
     #[derive(serde::Deserialize)]
     struct E {
         #[serde(default)]
@@ -380,6 +440,19 @@ mod tests {
         let other = c.endpoints(&Reference::parse("quay.io/a/b:c").unwrap());
         assert_eq!(other.len(), 1);
         assert!(!other[0].is_mirror);
+    }
+
+    #[test]
+    fn pushes_and_logins_never_go_to_mirrors_or_mirrors_only_hosts() {
+        let c = client("registries:\n  docker.io:\n    mirrors: [\"http://127.0.0.1:5000\"]\n    mirrors_only: true\n  quay.io:\n    mirrors: [\"http://127.0.0.1:5001\"]\n");
+        let e = c.direct_endpoint("docker.io").unwrap_err();
+        assert!(e.to_string().contains("mirrors_only"), "{e}");
+        let q = c.direct_endpoint("quay.io").unwrap();
+        assert!(!q.is_mirror);
+        assert_eq!(q.base.as_str(), "https://quay.io/");
+        assert_eq!(c.push_chunk_bytes("quay.io"), DEFAULT_PUSH_CHUNK_BYTES);
+        assert!(c.host_endpoint("a b").is_err());
+        assert!(c.host_endpoint("host/path").is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::store::{Store, BUILD_IMAGES, IMAGES, IMAGE_REFS};
 
 mod build;
 mod local;
+mod push;
 pub use build::StepLayer;
 pub use local::{RemoteImage, Scratch};
 

@@ -289,6 +289,8 @@ const ROUTES: &[(&str, &str, BodyKind)] = &[
     ("GET", "/images/{image}/get", BodyKind::None),
     ("POST", "/images/{image}/tag", BodyKind::None),
     ("POST", "/images/{image}/push", BodyKind::None),
+    ("GET", "/distribution/{image}/json", BodyKind::None),
+    ("POST", "/auth", BodyKind::Json),
     ("DELETE", "/images/{image}", BodyKind::None),
     ("GET", "/networks", BodyKind::None),
     ("POST", "/networks/create", BodyKind::Json),
