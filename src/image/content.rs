@@ -85,9 +85,12 @@ impl ContentStore {
         let tmp = self
             .ingest
             .join(format!("{}-{}-{}", d.hex(), std::process::id(), next_seq()));
-        let res = self.ingest_to(&tmp, d, size, stream).await;
-        if res.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        // Removed on error and also when this future is dropped unfinished
+        // (a sibling layer of the same pull failed, the client went away).
+        let guard = TempFile(Some(tmp));
+        let res = self.ingest_to(guard.path(), d, size, stream).await;
+        if res.is_ok() {
+            guard.keep();
         }
         res
     }
@@ -284,5 +287,27 @@ mod tests {
         std::fs::write(i.join("partial"), b"half").unwrap();
         ContentStore::open(&b, &i).unwrap();
         assert_eq!(std::fs::read_dir(&i).unwrap().count(), 0);
+    }
+}
+
+/// A temporary file removed when dropped, unless kept.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// The file was renamed into place (or is wanted): leave it.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

@@ -46,6 +46,10 @@ pub const TAG_STDOUT: u8 = 1;
 pub const TAG_STDERR: u8 = 2;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a new connection gets to say what it is. berthd writes its
+/// hello right after connecting, but on a loaded node that can take more
+/// than a second (seen: compose's `run --rm` failing to attach).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A unix socket path that fits `sun_path` (108 bytes): the path itself when
 /// short enough, else `/proc/self/fd/<dir fd>/<name>` through an open handle
@@ -104,7 +108,7 @@ impl Attach {
     }
 
     fn accept(self: &Arc<Self>, mut conn: UnixStream) {
-        let _ = conn.set_read_timeout(Some(WRITE_TIMEOUT));
+        let _ = conn.set_read_timeout(Some(HELLO_TIMEOUT));
         let mut hello = [0u8; 1];
         if conn.read_exact(&mut hello).is_err() {
             return;
