@@ -14,6 +14,7 @@ pub mod events;
 pub mod exec;
 pub mod features;
 pub mod inspect;
+pub mod networks;
 pub mod oci;
 mod orphans;
 pub mod pod;

@@ -87,6 +87,89 @@ pub struct PodRecord {
     /// network: Docker's `host-gateway`), IPv4 first.
     #[serde(default)]
     pub gateways: Vec<String>,
+    /// Every CNI attachment of the pod, `eth0` first. Records written before
+    /// the list existed have it empty: see [`PodRecord::attachments`].
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachment>,
+}
+
+/// One network a pod is attached to: one CNI ADD on one interface of the
+/// pod's netns. The exact ADD input (config, `CNI_ARGS`, capabilities,
+/// result) is in the CNI attachment cache under (`cni_network`, pod id), so
+/// a DEL after a restart repeats it; this is what the doors show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    /// The network's name as Docker shows it (`bridge` for the node's
+    /// default CNI network, else a user network's name).
+    pub network: String,
+    /// The Docker network id (empty for the default network: the door
+    /// knows the predefined ids).
+    #[serde(default)]
+    pub network_id: String,
+    /// The CNI network config's name (the attachment cache's key).
+    #[serde(default)]
+    pub cni_network: String,
+    /// The interface in the pod's netns (`eth0`, `eth1`, …).
+    pub ifname: String,
+    /// The addresses CNI gave it, IPv4 first, without prefix.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// The prefix length of the first address (0 when unknown).
+    #[serde(default)]
+    pub prefix_len: u8,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub mac: String,
+    /// Network-scoped names (`--network-alias`, compose's service name).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The address asked for (`--ip`), given to host-local as `CNI_ARGS` `IP`.
+    #[serde(default)]
+    pub requested_ip: String,
+}
+
+impl PodRecord {
+    /// The pod's network attachments. A record of an older berth (one
+    /// network, named by the pod's annotation, on `eth0`) reads as a list
+    /// of one.
+    pub fn attachments(&self) -> Vec<NetworkAttachment> {
+        if !self.networks.is_empty() || !self.network_attached {
+            return self.networks.clone();
+        }
+        let ann = |k: &str| self.config.annotations.get(k).cloned().unwrap_or_default();
+        let named = ann(super::docker::NETWORK_ANNOTATION);
+        let network = match named.as_str() {
+            "" | "default" => "bridge".to_string(),
+            _ => named,
+        };
+        vec![NetworkAttachment {
+            network,
+            network_id: ann(super::docker::NETWORK_ID_ANNOTATION),
+            cni_network: String::new(),
+            ifname: crate::network::DEFAULT_IFNAME.into(),
+            ips: self.ips.clone(),
+            prefix_len: 0,
+            gateway: self.gateways.first().cloned().unwrap_or_default(),
+            mac: String::new(),
+            aliases: vec![],
+            requested_ip: String::new(),
+        }]
+    }
+
+    /// Records `list` as the pod's attachments; the pod's own addresses
+    /// (CRI's PodSandboxStatus) are those of the first.
+    pub fn set_attachments(&mut self, list: Vec<NetworkAttachment>) {
+        self.network_attached = !list.is_empty();
+        self.ips = list.first().map(|a| a.ips.clone()).unwrap_or_default();
+        self.gateways = list
+            .first()
+            .map(|a| a.gateway.clone())
+            .filter(|g| !g.is_empty())
+            .into_iter()
+            .collect();
+        self.networks = list;
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
