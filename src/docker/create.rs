@@ -338,11 +338,17 @@ async fn network_requests(
     for (key, ep) in &endpoints {
         asked.push(super::networks::endpoint_request(d, key, ep.as_ref()).await?);
     }
+    // Without a NetworkMode the first network asked for is the first one
+    // (what a client sending only EndpointsConfig means), else `bridge`.
     let first_name = match mode {
-        "" | "default" => "bridge",
-        m => m,
+        "" | "default" => asked
+            .first()
+            .filter(|_| !asked.iter().any(|r| r.network == "bridge"))
+            .map_or("bridge", |r| r.network.as_str())
+            .to_string(),
+        m => m.to_string(),
     };
-    let first = super::networks::endpoint_request(d, first_name, None).await?;
+    let first = super::networks::endpoint_request(d, &first_name, None).await?;
     let first = match asked.iter().position(|r| r.network == first.network) {
         Some(i) => asked.remove(i),
         None => first,
