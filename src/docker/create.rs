@@ -323,7 +323,10 @@ async fn network_requests(
             "network mode {mode:?} is not supported (use default, bridge, host, none or a network's name)"
         )));
     }
-    if matches!(mode, "host" | "none") || req.network_disabled {
+    if req.network_disabled {
+        return Ok((None, vec![]));
+    }
+    if matches!(mode, "host" | "none") {
         if endpoints.keys().any(|k| k != mode) {
             let why = if mode == "host" {
                 "container cannot be disconnected from host network or connected to host network"

@@ -14,7 +14,7 @@
 //! [`Engine::network_changed`] is called: the one place a name service for
 //! the network (embedded DNS) learns to re-read [`Engine::network_endpoints`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use k8s_cri::v1::PodSandboxConfig;
 use serde_json::Value;
@@ -328,11 +328,6 @@ fn ready_netns(pod: &PodRecord) -> Result<std::path::PathBuf, Error> {
             pod.id
         ))
     })
-}
-
-/// The IPv4 addresses of a list of address strings (for /etc/hosts).
-pub(crate) fn parsed_ips(ips: &[String]) -> Vec<IpAddr> {
-    ips.iter().filter_map(|s| s.parse().ok()).collect()
 }
 
 #[cfg(test)]
