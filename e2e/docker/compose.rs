@@ -35,6 +35,30 @@ fn compose(e: &DockerEnv, dir: &Path, args: &[&str]) -> Run {
     run(c)
 }
 
+/// On a failed test, `docker-compose down -v` while the daemon still runs,
+/// so the project's pods DEL their rules and the network its bridge.
+struct Down {
+    host: String,
+    config: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    done: bool,
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let _ = Command::new("docker-compose")
+            .args(["-p", PROJECT, "down", "-v", "-t", "0"])
+            .current_dir(&self.dir)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", &self.config)
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
 fn ok(r: Run) -> Run {
     assert_eq!(r.code, 0, "docker-compose failed: {r:?}");
     r
@@ -137,6 +161,12 @@ networks:
     );
     std::fs::write(dir.path().join("docker-compose.yml"), file).unwrap();
     let d = dir.path();
+    let mut guard = Down {
+        host: e.host(),
+        config: e.cli_config.path().to_path_buf(),
+        dir: d.to_path_buf(),
+        done: false,
+    };
 
     let up = ok(compose(&e, d, &["up", "-d"]));
     assert_eq!(
@@ -244,6 +274,7 @@ networks:
 
     // down -v: nothing of the project is left, through the CLI and on the host.
     let down = ok(compose(&e, d, &["down", "-v"]));
+    guard.done = true;
     assert!(e.docker(&["ps", "-aq"]).ok().out().is_empty(), "{down:?}");
     let nets = e.docker(&["network", "ls", "--format", "{{.Name}}"]).ok();
     assert_eq!(nets.out(), "bridge\nhost\nnone");

@@ -64,6 +64,20 @@ fn user_network(e: &DockerEnv, name: &str, prefix: [u8; 3]) -> (String, Ours) {
     (id, ours)
 }
 
+/// Deletes the bridges of the test's user networks when a failed test
+/// left them (a passing test removes its networks and checks they went).
+pub struct Bridges(pub Vec<String>);
+
+impl Drop for Bridges {
+    fn drop(&mut self) {
+        for b in &self.0 {
+            if links().contains(b) {
+                let _ = crate::support::net::run("ip", &["link", "del", b]);
+            }
+        }
+    }
+}
+
 /// The addresses host-local holds reserved on user network `name`.
 fn reserved(e: &DockerEnv, name: &str) -> BTreeSet<String> {
     let dir = e.d.root().join("networks").join("ipam").join(name);
@@ -116,6 +130,7 @@ async fn connect_and_disconnect_running_and_created_containers() {
     let mut e = DockerEnv::new(&net.yaml()).await;
     let (_, front) = user_network(&e, "front", [10, 89, 78]);
     let (back_id, back) = user_network(&e, "back", [10, 89, 79]);
+    let _bridges = Bridges(vec![front.bridge.clone(), back.bridge.clone()]);
     let before = rules_of(&[&front, &back]);
     let sleep = ["sleep", "3600"];
     let run = |name: &str, extra: &[&str]| {
@@ -265,7 +280,7 @@ async fn connect_and_disconnect_running_and_created_containers() {
         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
         "a",
     );
-    assert_eq!(nets, "front");
+    assert_eq!(nets.trim(), "front");
     let not = e.docker(&["network", "disconnect", "back", "a"]);
     assert!(
         not.stderr.contains(&format!(
@@ -344,6 +359,7 @@ async fn create_attaches_every_network_with_its_aliases_and_address() {
     let e = DockerEnv::new(&net.yaml()).await;
     let (_, one) = user_network(&e, "one", [10, 89, 86]);
     let (_, two) = user_network(&e, "two", [10, 89, 87]);
+    let _bridges = Bridges(vec![one.bridge.clone(), two.bridge.clone()]);
     let before = rules_of(&[&one, &two]);
     // Two networks at create (API ≥ 1.44 sends both in EndpointsConfig).
     e.docker(&[
