@@ -421,20 +421,45 @@ async fn create_attaches_every_network_with_its_aliases_and_address() {
     );
     assert_eq!(n, "10.89.87.77 10.89.87.77 enn");
     assert!(pings(&e, "m", "10.89.87.77"), "m reaches n over two");
-    // Docker's refusals on the default network and outside the subnet.
-    let alias = e.docker(&["create", "--network-alias", "x", &e.busybox]);
+    // Docker's refusals on the default network (the CLI checks aliases
+    // itself: the daemon is asked directly) and outside the subnet.
+    let create = |endpoints: &str| {
+        let body = format!(
+            r#"{{"Image": "{}", "NetworkingConfig": {{"EndpointsConfig": {endpoints}}}}}"#,
+            e.busybox
+        );
+        let mut c = std::process::Command::new("curl");
+        c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(e.docker_socket())
+            .args([
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ])
+            .arg("http://d/v1.47/containers/create");
+        let r = crate::support::docker::run(c);
+        let (body, code) = r.stdout.rsplit_once('\n').expect("code line");
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = create(r#"{"bridge": {"Aliases": ["x"]}}"#);
+    assert_eq!(code, "400", "{body}");
     assert!(
-        alias.stderr.contains(
+        body.contains(
             "network-scoped alias is supported only for containers in user defined networks"
         ),
-        "{alias:?}"
+        "{body}"
     );
-    let ip = e.docker(&["create", "--ip", "10.89.86.9", &e.busybox]);
+    let (code, body) = create(r#"{"bridge": {"IPAMConfig": {"IPv4Address": "10.89.86.9"}}}"#);
+    assert_eq!(code, "400", "{body}");
     assert!(
-        ip.stderr
-            .contains("user specified IP address is supported on user defined networks only"),
-        "{ip:?}"
+        body.contains("user specified IP address is supported on user defined networks only"),
+        "{body}"
     );
+    let (code, body) = create(r#"{"nosuch": null}"#);
+    assert_eq!(code, "404", "{body}");
     let outside = e.docker(&[
         "create",
         "--network",
