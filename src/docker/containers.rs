@@ -128,8 +128,11 @@ fn list_filter(
             let v = v.trim_start_matches('/');
             name.contains(v)
         })
-        && any("label", &|v| {
-            label_matches(|k| rec.config.labels.get(k).map(String::as_str), v)
+        // Docker: every label filter must match (compose asks by project
+        // and service at once).
+        && f.get("label").is_none_or(|v| {
+            v.iter()
+                .all(|l| label_matches(|k| rec.config.labels.get(k).map(String::as_str), l))
         })
         && any("status", &|v| v == model::state_word(rec))
         && any("ancestor", &|v| image_matches(v))

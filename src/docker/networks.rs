@@ -379,19 +379,35 @@ async fn inspect(State(d): State<Shared>, Path(id): Path<String>) -> Result<Json
     Ok(Json(net.to_json(json!(containers))))
 }
 
+/// A field that clients may send as `null` (docker-py does for every
+/// argument left unset): read as its default.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// The parts of Docker's `NetworkCreateRequest` berth acts on.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateRequest {
+    #[serde(deserialize_with = "nullable")]
     name: String,
+    #[serde(deserialize_with = "nullable")]
     driver: String,
     #[serde(rename = "EnableIPv6")]
     enable_ipv6: Option<bool>,
     #[serde(rename = "IPAM")]
     ipam: Option<Ipam>,
+    #[serde(deserialize_with = "nullable")]
     internal: bool,
+    #[serde(deserialize_with = "nullable")]
     attachable: bool,
+    #[serde(deserialize_with = "nullable")]
     ingress: bool,
+    #[serde(deserialize_with = "nullable")]
     config_only: bool,
     options: Option<BTreeMap<String, String>>,
     labels: Option<BTreeMap<String, String>>,
@@ -400,6 +416,7 @@ struct CreateRequest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct Ipam {
+    #[serde(deserialize_with = "nullable")]
     driver: String,
     config: Option<Vec<IpamConfig>>,
 }
@@ -407,9 +424,11 @@ struct Ipam {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamConfig {
+    #[serde(deserialize_with = "nullable")]
     subnet: String,
-    #[serde(rename = "IPRange")]
+    #[serde(rename = "IPRange", deserialize_with = "nullable")]
     ip_range: String,
+    #[serde(deserialize_with = "nullable")]
     gateway: String,
     auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
@@ -682,9 +701,9 @@ pub struct EndpointSettings {
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct EndpointIpam {
-    #[serde(rename = "IPv4Address")]
+    #[serde(rename = "IPv4Address", deserialize_with = "nullable")]
     pub ipv4_address: String,
-    #[serde(rename = "IPv6Address")]
+    #[serde(rename = "IPv6Address", deserialize_with = "nullable")]
     pub ipv6_address: String,
 }
 
@@ -942,6 +961,14 @@ mod tests {
             requested_ipam(&bad).unwrap_err().status,
             StatusCode::BAD_REQUEST
         );
+        // docker-py (compose 1.29) sends every unset field as null.
+        let nulls: CreateRequest = serde_json::from_value(json!({
+            "Name": "p_default", "Driver": null, "Internal": null, "Attachable": null,
+            "IPAM": {"Driver": null, "Config": [{"Subnet": "10.89.91.0/24", "IPRange": null, "Gateway": null, "AuxiliaryAddresses": null}], "Options": null}
+        }))
+        .unwrap();
+        let (s, g) = requested_ipam(&nulls).unwrap().unwrap();
+        assert_eq!((s.to_string(), g), ("10.89.91.0/24".into(), None));
         let none: CreateRequest = serde_json::from_value(json!({"IPAM": {"Config": []}})).unwrap();
         assert!(requested_ipam(&none).unwrap().is_none());
     }
