@@ -262,6 +262,82 @@ pub fn new_id() -> String {
 mod tests {
     use super::*;
 
+    fn pod(annotations: &[(&str, &str)], attached: bool) -> PodRecord {
+        let mut config = PodSandboxConfig::default();
+        for (k, v) in annotations {
+            config.annotations.insert(k.to_string(), v.to_string());
+        }
+        PodRecord {
+            id: "p".into(),
+            config,
+            runtime_handler: String::new(),
+            created_at: 0,
+            state: PodState::Ready,
+            dir: PathBuf::new(),
+            netns: None,
+            ipcns: None,
+            utsns: None,
+            hosts: None,
+            resolv_conf: None,
+            hostname_file: None,
+            shm: None,
+            cgroup_parent: String::new(),
+            infra: None,
+            ips: vec!["10.89.3.4".into()],
+            network_attached: attached,
+            gateways: vec!["10.89.3.1".into()],
+            networks: vec![],
+        }
+    }
+
+    #[test]
+    fn records_of_one_network_read_as_a_list_of_one() {
+        use super::super::docker::{NETWORK_ANNOTATION, NETWORK_ID_ANNOTATION};
+        let old = pod(
+            &[
+                (NETWORK_ANNOTATION, "front"),
+                (NETWORK_ID_ANNOTATION, "abc"),
+            ],
+            true,
+        );
+        let list = old.attachments();
+        assert_eq!(list.len(), 1);
+        let a = &list[0];
+        assert_eq!(
+            (a.network.as_str(), a.network_id.as_str(), a.ifname.as_str()),
+            ("front", "abc", "eth0")
+        );
+        assert_eq!(
+            (a.ips.clone(), a.gateway.as_str()),
+            (vec!["10.89.3.4".to_string()], "10.89.3.1")
+        );
+        assert_eq!(pod(&[], true).attachments()[0].network, "bridge");
+        assert!(pod(&[], false).attachments().is_empty());
+        // An old record (no `networks` field) still deserializes.
+        let mut v = serde_json::to_value(pod(&[], true)).unwrap();
+        v.as_object_mut().unwrap().remove("networks");
+        let back: PodRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back.attachments().len(), 1);
+    }
+
+    #[test]
+    fn the_first_attachment_gives_the_pod_its_addresses() {
+        let mut p = pod(&[], true);
+        let a = |n: &str, ip: &str| NetworkAttachment {
+            network: n.into(),
+            ifname: "eth0".into(),
+            ips: vec![ip.into()],
+            gateway: "10.1.0.1".into(),
+            ..Default::default()
+        };
+        p.set_attachments(vec![a("x", "10.1.0.5"), a("y", "10.2.0.5")]);
+        assert!(p.network_attached);
+        assert_eq!(p.ips, ["10.1.0.5"]);
+        assert_eq!(p.gateways, ["10.1.0.1"]);
+        p.set_attachments(vec![]);
+        assert!(!p.network_attached && p.ips.is_empty() && p.gateways.is_empty());
+    }
+
     #[test]
     fn own_process_is_alive_and_ids_are_unique() {
         let me = ProcessId::of(std::process::id() as i32).unwrap();
