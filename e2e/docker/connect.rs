@@ -322,6 +322,18 @@ async fn connect_and_disconnect_running_and_created_containers() {
     assert_eq!(iface(&e, "c", "eth1").0, "");
     e.docker(&["network", "connect", "back", "c"]).ok();
     e.d.restart().await;
+    // Docker lets a container leave its first network too: eth0 goes,
+    // the later attachment stays.
+    e.docker(&["network", "disconnect", "front", "c"]).ok();
+    assert_eq!(iface(&e, "c", "eth0").0, "", "eth0 is gone");
+    let c_back = inspect(
+        &e,
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}}{{end}}",
+        "c",
+    );
+    let (name, ip) = c_back.split_once('=').expect("one network");
+    assert_eq!(name, "back");
+    assert_eq!(iface(&e, "c", "eth1").0, format!("{ip}/24"));
     // Removal after a restart DELs every attachment.
     e.docker(&["rm", "-f", "a", "b", "c"]).ok();
     assert!(
