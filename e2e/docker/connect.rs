@@ -230,6 +230,27 @@ async fn connect_and_disconnect_running_and_created_containers() {
     assert_eq!(ps("network=front"), ["a"]);
     assert_eq!(ps(&format!("network={}", &back_id[..12])), ["a", "b"]);
 
+    // The default network joins as well (its route to the world is left
+    // to the first interface); no aliases on it, as in Docker.
+    e.docker(&["network", "connect", "bridge", "b"]).ok();
+    let on_bridge = inspect(
+        &e,
+        "{{with index .NetworkSettings.Networks \"bridge\"}}{{.IPAddress}} {{.Aliases}}{{end}}",
+        "b",
+    );
+    let (bridge_ip, aliases) = on_bridge.split_once(' ').expect("ip and aliases");
+    assert!(net.contains(bridge_ip), "{on_bridge}");
+    assert_eq!(aliases, "[]", "{on_bridge}");
+    assert_eq!(iface(&e, "b", "eth1").0, format!("{bridge_ip}/24"));
+    assert!(
+        pings(&e, "b", &net.gateway().to_string()),
+        "b reaches the bridge's gateway"
+    );
+    let b_routes = e.docker(&["exec", "b", "ip", "route"]).ok();
+    assert!(!b_routes.stdout.contains("default"), "{b_routes:?}");
+    e.docker(&["network", "disconnect", "bridge", "b"]).ok();
+    assert!(net.reserved_ips().is_empty(), "{:?}", net.reserved_ips());
+
     // Errors as Docker gives them.
     let again = e.docker(&["network", "connect", "back", "a"]);
     assert_ne!(again.code, 0);
