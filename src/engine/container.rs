@@ -631,8 +631,10 @@ impl Engine {
             rec.paused = false;
             // Not under the container's lock (exit watchers call this): a
             // removal may have deleted the record since it was read.
-            if !self.put_container_if_present(&rec)? {
-                return Ok(None);
+            match self.put_exit_if_present(&rec)? {
+                None => return Ok(None),
+                Some(false) => return Ok(Some(rec)),
+                Some(true) => {}
             }
             let code = rec.exit_code.to_string();
             self.emit_container("die", &rec, &[("exitCode", &code)]);
@@ -811,14 +813,21 @@ impl Engine {
         }
     }
 
-    /// Writes `rec` only if its record still exists; false when it is gone.
-    fn put_container_if_present(&self, rec: &ContainerRecord) -> Result<bool, Error> {
+    /// Writes an exit into `rec`'s record: `None` when the container was
+    /// removed meanwhile, `Some(false)` when this very exit is recorded
+    /// already (two lookers saw it at once, an exit watcher and a `ps`: only
+    /// the first records it and announces "die"), `Some(true)` when written.
+    fn put_exit_if_present(&self, rec: &ContainerRecord) -> Result<Option<bool>, Error> {
         let written = self.store.write(|w| {
-            if w.get::<ContainerRecord>(CONTAINERS, &rec.id)?.is_none() {
-                return Ok::<_, Error>(false);
+            match w.get::<ContainerRecord>(CONTAINERS, &rec.id)? {
+                None => return Ok::<_, Error>(None),
+                Some(cur) if cur.state == ContainerState::Exited && cur.monitor == rec.monitor => {
+                    return Ok(Some(false))
+                }
+                Some(_) => {}
             }
             w.put(CONTAINERS, &rec.id, rec)?;
-            Ok(true)
+            Ok(Some(true))
         })?;
         Ok(written)
     }
