@@ -4,6 +4,8 @@
 
 mod attach;
 mod build;
+mod compose;
+mod connect;
 mod containers;
 mod cp;
 mod exec;

@@ -20,7 +20,7 @@ log() { printf '\n==> %s\n' "$*"; }
 packages=(
     crun runc containernetworking-plugins iptables busybox-static docker-registry
     skopeo protobuf-compiler zstd apache2-utils tar prometheus
-    build-essential pkg-config ca-certificates curl openssl bsdutils procps tini
+    build-essential pkg-config ca-certificates curl openssl bsdutils procps tini docker-compose
 )
 missing=()
 for p in "${packages[@]}"; do

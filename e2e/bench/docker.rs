@@ -8,7 +8,10 @@
 //!   benchmark's own bridge and /24, removed by the network guard), the
 //!   network Docker users get by default;
 //! * `docker ps -a` with 100 containers (running `sleep`): median and p90 of
-//!   10 runs, beside `docker ps -a` with none.
+//!   10 runs, beside `docker ps -a` with none;
+//! * Debian's docker-compose 1.29: `up -d` and `down -v` of a two-service
+//!   project (busybox httpd publishing a port, a client depending on it, a
+//!   named volume, a project network on its own /24), median of 5.
 //!
 //! `cargo bench --bench docker` runs the full measurement. Under `cargo
 //! test` (no `--bench` argument) it checks the plumbing with 2 runs and 3
@@ -55,6 +58,39 @@ fn report(what: &str, v: &[Duration]) {
     );
 }
 
+/// `docker-compose up -d` and `down -v` of a two-service project, `n` times.
+fn compose_up_down(e: &DockerEnv, n: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = format!(
+        "version: \"3.7\"\nservices:\n  web:\n    image: {bb}\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/data\"]\n    ports: [\"127.0.0.1::80\"]\n    volumes: [\"shared:/data\"]\n  client:\n    image: {bb}\n    depends_on: [web]\n    command: [\"sleep\", \"3600\"]\n    volumes: [\"shared:/data\"]\nvolumes:\n  shared: {{}}\nnetworks:\n  default:\n    ipam:\n      config:\n        - subnet: 10.89.92.0/24\n",
+        bb = e.busybox
+    );
+    std::fs::write(dir.path().join("docker-compose.yml"), file).expect("compose file");
+    let compose = |args: &[&str]| {
+        let mut c = std::process::Command::new("docker-compose");
+        c.args(["-p", "benchc"])
+            .args(args)
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", e.host())
+            .env("DOCKER_CONFIG", e.cli_config.path())
+            .stdin(std::process::Stdio::null());
+        let t = Instant::now();
+        let r = support::docker::run(c);
+        assert_eq!(r.code, 0, "docker-compose {args:?}: {r:?}");
+        t.elapsed()
+    };
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        up.push(compose(&["up", "-d"]));
+        down.push(compose(&["down", "-v", "-t", "1"]));
+    }
+    up.sort();
+    down.sort();
+    report("docker-compose up -d (2 services, network, volume)", &up);
+    report("docker-compose down -v", &down);
+    assert_eq!(e.docker(&["ps", "-aq"]).ok().out(), "");
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (runs, containers) = if full { (30, 100) } else { (2, 3) };
@@ -93,6 +129,7 @@ fn main() {
             &time_cli(&b, &["run", "--rm", &image, "true"], runs),
         );
         assert_eq!(b.docker(&["ps", "-aq"]).ok().out(), "");
+        compose_up_down(&b, if full { 5 } else { 1 });
         drop(b);
         net.finish();
     }

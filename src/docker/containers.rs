@@ -147,7 +147,27 @@ fn list_filter(
             rec.state == ContainerState::Exited && v.parse::<i32>().ok() == Some(rec.exit_code)
         })
         && before.is_none_or(|b| rec.created_at < b)
-        && since.is_none_or(|s| rec.created_at > s))
+        && since.is_none_or(|s| rec.created_at > s)
+        && on_network(d, rec, f))
+}
+
+/// The `network` filter: attached to a network of that name or id (prefix).
+fn on_network(d: &Shared, rec: &ContainerRecord, f: &Filters) -> bool {
+    let Some(want) = f.get("network").filter(|v| !v.is_empty()) else {
+        return true;
+    };
+    let attached = d
+        .engine
+        .pod(&rec.pod_id)
+        .map(|p| p.attachments())
+        .unwrap_or_default();
+    want.iter().any(|v| {
+        attached.iter().any(|a| {
+            a.network == *v
+                || (!v.is_empty()
+                    && super::networks::attachment_network_id(a).starts_with(v.as_str()))
+        })
+    })
 }
 
 async fn list(

@@ -19,8 +19,12 @@ use tracing::warn;
 
 use super::error::{DockerJson, Query};
 use super::{ApiError, Shared};
-use crate::engine::docker::{CONFIG_ANNOTATION, NAME_ANNOTATION, NETWORK_ANNOTATION, OWNER_LABEL};
+use crate::engine::docker::{
+    CONFIG_ANNOTATION, NAME_ANNOTATION, NETWORK_ALIASES_ANNOTATION, NETWORK_ANNOTATION,
+    NETWORK_ID_ANNOTATION, NETWORK_IP_ANNOTATION, OWNER_LABEL,
+};
 use crate::engine::health::HealthConfig;
+use crate::engine::networks::NetworkRequest;
 use crate::engine::records::new_id;
 
 mod mounts;
@@ -124,10 +128,17 @@ async fn create(
     );
     let id = new_id();
     let log_dir = d.engine.config.root.join("docker").join("logs").join(&id);
-    let (pod_cfg, mut warnings) = pod_config(&d, &req, &name, &id, &log_dir)?;
+    let (primary, extra_networks) = network_requests(&d, &req).await?;
+    let (pod_cfg, mut warnings) = pod_config(&req, &name, &id, &log_dir, primary.as_ref())?;
     let ctr_cfg = container_config(&d, &req, &name, &body, &image_config)?;
     let handler = req.host_config.runtime.clone();
     let pod_id = d.engine.run_pod_sandbox(pod_cfg, &handler).await?;
+    for net in extra_networks {
+        if let Err(e) = d.engine.connect_network(&pod_id, net).await {
+            let _ = d.engine.remove_pod_sandbox(&pod_id).await;
+            return Err(e.into());
+        }
+    }
     if let Some(hosts) = req
         .host_config
         .extra_hosts
@@ -302,30 +313,78 @@ pub fn port_mappings(req: &CreateRequest) -> Result<Vec<cri::PortMapping>, ApiEr
     Ok(out)
 }
 
-fn pod_config(
+/// The networks a create attaches: the first (`HostConfig.NetworkMode`,
+/// with its `EndpointsConfig` entry; `None` for `host`/`none`), then every
+/// other `EndpointsConfig` entry, attached on `eth1`, … in name order.
+async fn network_requests(
     d: &Shared,
+    req: &CreateRequest,
+) -> Result<(Option<NetworkRequest>, Vec<NetworkRequest>), ApiError> {
+    let mode = req.host_config.network_mode.as_str();
+    let endpoints = req
+        .networking_config
+        .endpoints_config
+        .clone()
+        .unwrap_or_default();
+    if mode.starts_with("container:") {
+        return Err(ApiError::bad_request(format!(
+            "network mode {mode:?} is not supported (use default, bridge, host, none or a network's name)"
+        )));
+    }
+    if req.network_disabled {
+        return Ok((None, vec![]));
+    }
+    if matches!(mode, "host" | "none") {
+        if endpoints.keys().any(|k| k != mode) {
+            let why = if mode == "host" {
+                "container cannot be disconnected from host network or connected to host network"
+            } else {
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            };
+            return Err(ApiError::bad_request(why));
+        }
+        return Ok((None, vec![]));
+    }
+    let mut asked = Vec::new();
+    for (key, ep) in &endpoints {
+        asked.push(super::networks::endpoint_request(d, key, ep.as_ref()).await?);
+    }
+    // Without a NetworkMode the first network asked for is the first one
+    // (what a client sending only EndpointsConfig means), else `bridge`.
+    let first_name = match mode {
+        "" | "default" => asked
+            .first()
+            .filter(|_| !asked.iter().any(|r| r.network == "bridge"))
+            .map_or("bridge", |r| r.network.as_str())
+            .to_string(),
+        m => m.to_string(),
+    };
+    let first = super::networks::endpoint_request(d, &first_name, None).await?;
+    let first = match asked.iter().position(|r| r.network == first.network) {
+        Some(i) => asked.remove(i),
+        None => first,
+    };
+    let mut extra: Vec<NetworkRequest> = Vec::new();
+    for r in asked {
+        if !extra.iter().any(|e| e.network == r.network) {
+            extra.push(r);
+        }
+    }
+    Ok((Some(first), extra))
+}
+
+fn pod_config(
     req: &CreateRequest,
     name: &str,
     id: &str,
     log_dir: &Path,
+    primary: Option<&NetworkRequest>,
 ) -> Result<(cri::PodSandboxConfig, Vec<String>), ApiError> {
     let hc = &req.host_config;
     let warnings = vec![];
-    // A user network: (name, id), the pod annotations tell the engine.
-    let mut user_network = None;
     let network = match hc.network_mode.as_str() {
-        "" | "default" | "bridge" => cri::NamespaceMode::Pod,
         "host" => cri::NamespaceMode::Node,
-        "none" => cri::NamespaceMode::Pod,
-        other if other.starts_with("container:") => {
-            return Err(ApiError::bad_request(format!(
-                "network mode {other:?} is not supported (use default, bridge, host, none or a network's name)"
-            )))
-        }
-        other => {
-            user_network = Some(super::networks::resolve_user(d, other)?);
-            cri::NamespaceMode::Pod
-        }
+        _ => cri::NamespaceMode::Pod,
     };
     let no_cni = hc.network_mode == "none" || req.network_disabled;
     let pid = match hc.pid_mode.as_str() {
@@ -369,9 +428,21 @@ fn pod_config(
     let mut annotations = HashMap::new();
     if no_cni {
         annotations.insert(NETWORK_ANNOTATION.to_string(), "none".to_string());
-    } else if let Some((net, net_id)) = user_network {
-        annotations.insert(NETWORK_ANNOTATION.to_string(), net);
-        annotations.insert(super::networks::NETWORK_ID_ANNOTATION.to_string(), net_id);
+    } else if let Some(net) = primary {
+        if net.network != "bridge" {
+            annotations.insert(NETWORK_ANNOTATION.to_string(), net.network.clone());
+            annotations.insert(NETWORK_ID_ANNOTATION.to_string(), net.network_id.clone());
+        }
+        if !net.aliases.is_empty() {
+            annotations.insert(
+                NETWORK_ALIASES_ANNOTATION.to_string(),
+                serde_json::to_string(&net.aliases)
+                    .map_err(|e| ApiError::internal(format!("failed to encode aliases: {e}")))?,
+            );
+        }
+        if let Some(ip) = net.ip {
+            annotations.insert(NETWORK_IP_ANNOTATION.to_string(), ip.to_string());
+        }
     }
     Ok((
         cri::PodSandboxConfig {

@@ -275,31 +275,79 @@ fn network_mode(pod: Option<&PodRecord>) -> String {
     pod.map_or_else(|| "none".to_string(), super::networks::pod_network)
 }
 
-fn networks(pod: Option<&PodRecord>) -> Value {
-    let mode = network_mode(pod);
-    let ip = pod.and_then(|p| p.ips.first().cloned()).unwrap_or_default();
-    let id = pod.map_or_else(
-        || super::networks::builtin_id("none"),
-        super::networks::pod_network_id,
-    );
-    json!({
-        mode: {
+/// `NetworkSettings.Networks`: every attachment of the container's pod.
+/// On user networks the container's short id is among its `Aliases` (as
+/// Docker reports it; compose 1.29 reads it to see a container already
+/// connected) and `DNSNames` lists its name, short id and aliases.
+fn networks(d: &Shared, rec: &ContainerRecord, pod: Option<&PodRecord>) -> Value {
+    let endpoint = |network: &str, network_id: String| {
+        json!({
             "IPAMConfig": null,
             "Links": null,
             "Aliases": null,
             "MacAddress": "",
-            "NetworkID": id,
-            "EndpointID": pod.map(|p| p.id.clone()).unwrap_or_default(),
+            "NetworkID": network_id,
+            "EndpointID": pod.map(|p| super::networks::endpoint_id(&p.id, network)).unwrap_or_default(),
             "Gateway": "",
-            "IPAddress": ip,
+            "IPAddress": "",
             "IPPrefixLen": 0,
             "IPv6Gateway": "",
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
             "DriverOpts": null,
             "DNSNames": null,
+        })
+    };
+    let mode = network_mode(pod);
+    let mut out = serde_json::Map::new();
+    let attachments = pod.map(PodRecord::attachments).unwrap_or_default();
+    if attachments.is_empty() && matches!(mode.as_str(), "host" | "none") {
+        out.insert(
+            mode.clone(),
+            endpoint(&mode, super::networks::builtin_id(&mode)),
+        );
+    }
+    let short_id: String = rec.id.chars().take(12).collect();
+    let name = d.engine.container_name(rec);
+    for a in attachments {
+        let mut v = endpoint(&a.network, super::networks::attachment_network_id(&a));
+        let v4 = a
+            .ips
+            .iter()
+            .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+            .cloned()
+            .unwrap_or_default();
+        let v6 = a
+            .ips
+            .iter()
+            .find(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+            .cloned()
+            .unwrap_or_default();
+        v["IPAddress"] = json!(v4);
+        v["IPPrefixLen"] = json!(if v4.is_empty() { 0 } else { a.prefix_len });
+        v["GlobalIPv6Address"] = json!(v6);
+        v["Gateway"] = json!(a.gateway);
+        v["MacAddress"] = json!(a.mac);
+        if !a.requested_ip.is_empty() {
+            v["IPAMConfig"] = json!({"IPv4Address": a.requested_ip});
         }
-    })
+        if a.network != "bridge" {
+            let mut aliases = a.aliases.clone();
+            let mut dns = vec![name.clone(), short_id.clone()];
+            for al in &a.aliases {
+                if !dns.contains(al) {
+                    dns.push(al.clone());
+                }
+            }
+            if !aliases.contains(&short_id) {
+                aliases.push(short_id.clone());
+            }
+            v["Aliases"] = json!(aliases);
+            v["DNSNames"] = json!(dns);
+        }
+        out.insert(a.network.clone(), v);
+    }
+    Value::Object(out)
 }
 
 /// The mounts of a container in Docker's form.
@@ -393,7 +441,7 @@ pub async fn summary(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
         "State": state_word(rec),
         "Status": status_line(rec, health_of(d, rec).map(|h| h.status), now_nanos()),
         "HostConfig": {"NetworkMode": network_mode(pod.as_ref())},
-        "NetworkSettings": {"Networks": networks(pod.as_ref())},
+        "NetworkSettings": {"Networks": networks(d, rec, pod.as_ref())},
         "Mounts": mounts(d, rec),
     });
     if size {
@@ -661,7 +709,7 @@ pub async fn inspect(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
             "IPPrefixLen": 0,
             "IPv6Gateway": "",
             "MacAddress": "",
-            "Networks": networks(pod.as_ref()),
+            "Networks": networks(d, rec, pod.as_ref()),
         },
     });
     if let Some(s) = &eff.stop_signal {

@@ -1,9 +1,11 @@
 //! `/networks`: Docker's networks over CNI. The predefined `bridge` is the
 //! node's default CNI network, `host` and `none` are the pod namespace modes,
 //! and user networks (driver `bridge`) are CNI configs berth writes (see
-//! `store`). A container joins one network, chosen at create: its pod
+//! `store`). A container's first network is chosen at create: its pod
 //! carries the network's name in [`NETWORK_ANNOTATION`] and the engine
-//! attaches the pod with that network's config.
+//! attaches the pod with that network's config on `eth0`; `connect` (and
+//! more `EndpointsConfig` entries at create) attach it to more networks on
+//! `eth1`, … — the pod record's list of attachments is what is shown.
 
 mod store;
 
@@ -24,11 +26,12 @@ use super::time::rfc3339;
 use super::{ApiError, Shared};
 use crate::engine::docker::NETWORK_ANNOTATION;
 use crate::engine::events::Event;
-use crate::engine::records::{new_id, now_nanos, PodRecord};
+use crate::engine::networks::NetworkRequest;
+use crate::engine::records::{new_id, now_nanos, NetworkAttachment, PodRecord};
+use std::net::Ipv4Addr;
 use store::{Meta, Subnet};
 
-/// Pod annotation: the id of the user network named by [`NETWORK_ANNOTATION`].
-pub const NETWORK_ID_ANNOTATION: &str = "io.berth.network.id";
+pub use crate::engine::docker::NETWORK_ID_ANNOTATION;
 
 /// The networks every daemon has; they cannot be created or removed.
 const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -44,7 +47,7 @@ pub fn routes() -> Router<Shared> {
         .route("/networks/prune", post(prune))
         .route("/networks/{id}", get(inspect).delete(remove))
         .route("/networks/{id}/connect", post(connect))
-        .route("/networks/{id}/disconnect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
 }
 
 /// The id of a predefined network: stable across restarts and daemons.
@@ -68,32 +71,6 @@ pub fn pod_network(pod: &PodRecord) -> String {
     match pod.config.annotations.get(NETWORK_ANNOTATION) {
         Some(n) if !n.is_empty() && n != "default" => n.clone(),
         _ => "bridge".into(),
-    }
-}
-
-/// The id of the network a pod is on.
-pub fn pod_network_id(pod: &PodRecord) -> String {
-    let name = pod_network(pod);
-    match pod.config.annotations.get(NETWORK_ID_ANNOTATION) {
-        Some(id) if !PREDEFINED.contains(&name.as_str()) => id.clone(),
-        _ => builtin_id(&name),
-    }
-}
-
-/// Resolves a `--network` value that is not a predefined mode to a user
-/// network's (name, id), by name, full id or unique id prefix.
-pub fn resolve_user(d: &Shared, name_or_id: &str) -> Result<(String, String), ApiError> {
-    let dir = networks_dir(d);
-    if let Some(m) = store::get(&dir, name_or_id).map_err(ApiError::internal)? {
-        return Ok((m.name, m.id));
-    }
-    let all = store::list(&dir).map_err(ApiError::internal)?;
-    let mut hits = all.iter().filter(|m| m.id.starts_with(name_or_id));
-    match (hits.next(), hits.next()) {
-        (Some(m), None) if !name_or_id.is_empty() => Ok((m.name.clone(), m.id.clone())),
-        _ => Err(ApiError::not_found(format!(
-            "network {name_or_id} not found"
-        ))),
     }
 }
 
@@ -146,15 +123,6 @@ impl Net {
             labels: m.labels.clone(),
             options: m.options.clone(),
         }
-    }
-
-    /// The prefix length of IPv4 addresses on this network.
-    fn prefix_len(&self) -> u8 {
-        self.ipam
-            .first()
-            .and_then(|(s, _)| s.split_once('/'))
-            .and_then(|(_, l)| l.parse().ok())
-            .unwrap_or(32)
     }
 
     fn to_json(&self, containers: Value) -> Value {
@@ -288,10 +256,7 @@ fn find<'a>(all: &'a [Net], want: &str) -> Result<&'a Net, ApiError> {
 }
 
 /// The containers on each network (by network name): id → endpoint.
-fn endpoints(
-    d: &Shared,
-    nets: &[Net],
-) -> Result<HashMap<String, BTreeMap<String, Value>>, ApiError> {
+fn endpoints(d: &Shared) -> Result<HashMap<String, BTreeMap<String, Value>>, ApiError> {
     let pods: HashMap<String, PodRecord> = d
         .engine
         .pods()?
@@ -303,43 +268,53 @@ fn endpoints(
         let Some(pod) = pods.get(&c.pod_id) else {
             continue;
         };
-        let net = pod_network(pod);
-        let len = nets
-            .iter()
-            .find(|n| n.name == net)
-            .map(Net::prefix_len)
-            .unwrap_or(32);
-        let ipv4 = pod
-            .ips
-            .iter()
-            .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
-            .map(|ip| format!("{ip}/{len}"))
-            .unwrap_or_default();
-        let ipv6 = pod
-            .ips
-            .iter()
-            .find(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
-            .map(|ip| format!("{ip}/64"))
-            .unwrap_or_default();
-        out.entry(net).or_default().insert(
-            c.id.clone(),
-            json!({
-                "Name": d.engine.container_name(&c),
-                "EndpointID": pod.id,
-                "MacAddress": "",
-                "IPv4Address": ipv4,
-                "IPv6Address": ipv6,
-            }),
-        );
+        for a in pod.attachments() {
+            let v4 = a.ips.iter().find(|ip| ip.parse::<Ipv4Addr>().is_ok());
+            let v6 = a
+                .ips
+                .iter()
+                .find(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+            out.entry(a.network.clone()).or_default().insert(
+                c.id.clone(),
+                json!({
+                    "Name": d.engine.container_name(&c),
+                    "EndpointID": endpoint_id(&pod.id, &a.network),
+                    "MacAddress": a.mac,
+                    "IPv4Address": v4.map(|ip| format!("{ip}/{}", a.prefix_len)).unwrap_or_default(),
+                    "IPv6Address": v6.map(|ip| format!("{ip}/64")).unwrap_or_default(),
+                }),
+            );
+        }
     }
     Ok(out)
 }
 
-/// The names of user networks some pod is on (attached or not).
+/// The Docker endpoint id of a pod's attachment to a network: stable, 64 hex.
+pub fn endpoint_id(pod_id: &str, network: &str) -> String {
+    hex::encode(Sha256::digest(format!("berth-endpoint:{pod_id}:{network}")))
+}
+
+/// The id of the network an attachment is on.
+pub fn attachment_network_id(a: &NetworkAttachment) -> String {
+    if a.network_id.is_empty() {
+        builtin_id(&a.network)
+    } else {
+        a.network_id.clone()
+    }
+}
+
+/// The names of networks some pod is on.
 fn networks_in_use(d: &Shared) -> Result<HashMap<String, usize>, ApiError> {
     let mut out = HashMap::new();
     for p in d.engine.pods()? {
-        *out.entry(pod_network(&p)).or_default() += 1;
+        let mut names: Vec<String> = p.attachments().into_iter().map(|a| a.network).collect();
+        // A stopped pod keeps its network's name for a DEL at removal.
+        if names.is_empty() && p.state == crate::engine::records::PodState::NotReady {
+            names.push(pod_network(&p));
+        }
+        for n in names {
+            *out.entry(n).or_default() += 1;
+        }
     }
     Ok(out)
 }
@@ -399,24 +374,40 @@ async fn list(
 async fn inspect(State(d): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let nets = all_networks(&d).await?;
     let net = find(&nets, &id)?;
-    let mut eps = endpoints(&d, &nets)?;
+    let mut eps = endpoints(&d)?;
     let containers = eps.remove(&net.name).unwrap_or_default();
     Ok(Json(net.to_json(json!(containers))))
+}
+
+/// A field that clients may send as `null` (docker-py does for every
+/// argument left unset): read as its default.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The parts of Docker's `NetworkCreateRequest` berth acts on.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateRequest {
+    #[serde(deserialize_with = "nullable")]
     name: String,
+    #[serde(deserialize_with = "nullable")]
     driver: String,
     #[serde(rename = "EnableIPv6")]
     enable_ipv6: Option<bool>,
     #[serde(rename = "IPAM")]
     ipam: Option<Ipam>,
+    #[serde(deserialize_with = "nullable")]
     internal: bool,
+    #[serde(deserialize_with = "nullable")]
     attachable: bool,
+    #[serde(deserialize_with = "nullable")]
     ingress: bool,
+    #[serde(deserialize_with = "nullable")]
     config_only: bool,
     options: Option<BTreeMap<String, String>>,
     labels: Option<BTreeMap<String, String>>,
@@ -425,6 +416,7 @@ struct CreateRequest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct Ipam {
+    #[serde(deserialize_with = "nullable")]
     driver: String,
     config: Option<Vec<IpamConfig>>,
 }
@@ -432,9 +424,11 @@ struct Ipam {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamConfig {
+    #[serde(deserialize_with = "nullable")]
     subnet: String,
-    #[serde(rename = "IPRange")]
+    #[serde(rename = "IPRange", deserialize_with = "nullable")]
     ip_range: String,
+    #[serde(deserialize_with = "nullable")]
     gateway: String,
     auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
@@ -691,26 +685,198 @@ async fn prune(
 #[serde(rename_all = "PascalCase", default)]
 struct ConnectRequest {
     container: String,
+    endpoint_config: Option<EndpointSettings>,
 }
 
-/// Connect and disconnect: a berth container has exactly one network,
-/// chosen when it is created, so both are refused once the names resolve.
+/// The parts of Docker's `EndpointSettings` berth acts on (connect, and
+/// `NetworkingConfig.EndpointsConfig` at create).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpam>,
+    pub aliases: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct EndpointIpam {
+    #[serde(rename = "IPv4Address", deserialize_with = "nullable")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address", deserialize_with = "nullable")]
+    pub ipv6_address: String,
+}
+
+/// Docker's refusal to mix the host's network with others.
+const HOST_CONFLICT: &str =
+    "container cannot be disconnected from host network or connected to host network";
+/// Docker's refusal to add networks to a container of network mode `none`.
+const NONE_CONFLICT: &str =
+    "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+
+/// What attaching to network `name_or_id` with `ep` asks of the engine,
+/// checked as Docker checks it: aliases and `--ip` only on user networks,
+/// the address inside the network's subnet.
+pub async fn endpoint_request(
+    d: &Shared,
+    name_or_id: &str,
+    ep: Option<&EndpointSettings>,
+) -> Result<NetworkRequest, ApiError> {
+    let nets = all_networks(d).await?;
+    let want = if name_or_id == "default" {
+        "bridge"
+    } else {
+        name_or_id
+    };
+    let net = find(&nets, want)?;
+    match net.name.as_str() {
+        "host" => return Err(ApiError::bad_request(HOST_CONFLICT)),
+        "none" => return Err(ApiError::bad_request(NONE_CONFLICT)),
+        _ => {}
+    }
+    let aliases: Vec<String> = ep
+        .and_then(|e| e.aliases.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !a.is_empty())
+        .collect();
+    for a in &aliases {
+        if a.len() > 255 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ApiError::bad_request(format!(
+                "invalid network alias {a:?}"
+            )));
+        }
+    }
+    let ip = ep
+        .and_then(|e| e.ipam_config.as_ref())
+        .map(|i| i.ipv4_address.as_str())
+        .filter(|s| !s.is_empty());
+    if ep
+        .and_then(|e| e.ipam_config.as_ref())
+        .is_some_and(|i| !i.ipv6_address.is_empty())
+    {
+        return Err(ApiError::bad_request("IPv6 addresses are not supported"));
+    }
+    if net.builtin() {
+        if !aliases.is_empty() {
+            return Err(ApiError::bad_request(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
+        if ip.is_some() {
+            return Err(ApiError::bad_request(
+                "user specified IP address is supported on user defined networks only",
+            ));
+        }
+    }
+    let ip = match ip {
+        None => None,
+        Some(s) => {
+            let ip: Ipv4Addr = s
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {s}")))?;
+            let inside = net
+                .ipam
+                .iter()
+                .filter_map(|(s, _)| cidr(s))
+                .any(|sub| sub.is_host(ip));
+            if !inside {
+                return Err(ApiError::bad_request(format!(
+                    "no configured subnet or ip-range contain the IP address {ip}"
+                )));
+            }
+            Some(ip)
+        }
+    };
+    Ok(NetworkRequest {
+        network: net.name.clone(),
+        network_id: if net.builtin() {
+            String::new()
+        } else {
+            net.id.clone()
+        },
+        aliases,
+        ip,
+    })
+}
+
+/// `POST /networks/{id}/connect`: one more attachment of the container's
+/// pod (created, running or exited: a Docker container's pod keeps its
+/// netns until the container is removed), on its next free interface.
 async fn connect(
     State(d): State<Shared>,
     Path(id): Path<String>,
     DockerJson(req): DockerJson<ConnectRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let nets = all_networks(&d).await?;
-    let net = find(&nets, &id)?;
+    let nreq = endpoint_request(&d, &id, req.endpoint_config.as_ref()).await?;
     let c = d.container(&req.container)?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "connecting or disconnecting container {} and network {} is not supported: a berth container has one network, chosen when it is created (docker run --network)",
-            d.engine.container_name(&c),
-            net.name
-        ),
-    ))
+    let pod = d.engine.pod(&c.pod_id)?;
+    match pod_network(&pod).as_str() {
+        "host" => return Err(ApiError::bad_request(HOST_CONFLICT)),
+        "none" => return Err(ApiError::bad_request(NONE_CONFLICT)),
+        _ => {}
+    }
+    let name = d.engine.container_name(&c);
+    if pod.attachments().iter().any(|a| a.network == nreq.network) {
+        return Err(forbidden(format!(
+            "endpoint with name {name} already exists in network {}",
+            nreq.network
+        )));
+    }
+    let network = nreq.network.clone();
+    d.engine.connect_network(&c.pod_id, nreq).await?;
+    d.engine.events.emit(
+        Event::new("network", "connect", &id_of(&d, &network).await)
+            .with("container", &c.id)
+            .with("name", &network)
+            .with("type", "bridge"),
+    );
+    Ok(StatusCode::OK)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DisconnectRequest {
+    container: String,
+}
+
+/// `POST /networks/{id}/disconnect`: CNI DEL of that one attachment.
+async fn disconnect(
+    State(d): State<Shared>,
+    Path(id): Path<String>,
+    DockerJson(req): DockerJson<DisconnectRequest>,
+) -> Result<StatusCode, ApiError> {
+    let nets = all_networks(&d).await?;
+    let net = find(&nets, &id)?.clone();
+    let c = d.container(&req.container)?;
+    let pod = d.engine.pod(&c.pod_id)?;
+    let mode = pod_network(&pod);
+    if net.name == "host" || mode == "host" {
+        return Err(ApiError::bad_request(HOST_CONFLICT));
+    }
+    if !pod.attachments().iter().any(|a| a.network == net.name) {
+        return Err(forbidden(format!(
+            "container {} is not connected to network {}",
+            c.id, net.name
+        )));
+    }
+    d.engine.disconnect_network(&c.pod_id, &net.name).await?;
+    d.engine.events.emit(
+        Event::new("network", "disconnect", &net.id)
+            .with("container", &c.id)
+            .with("name", &net.name)
+            .with("type", "bridge"),
+    );
+    Ok(StatusCode::OK)
+}
+
+/// The id of a network by name, for events (empty when it is gone).
+async fn id_of(d: &Shared, name: &str) -> String {
+    all_networks(d)
+        .await
+        .ok()
+        .and_then(|n| n.iter().find(|n| n.name == name).map(|n| n.id.clone()))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -795,6 +961,14 @@ mod tests {
             requested_ipam(&bad).unwrap_err().status,
             StatusCode::BAD_REQUEST
         );
+        // docker-py (compose 1.29) sends every unset field as null.
+        let nulls: CreateRequest = serde_json::from_value(json!({
+            "Name": "p_default", "Driver": null, "Internal": null, "Attachable": null,
+            "IPAM": {"Driver": null, "Config": [{"Subnet": "10.89.91.0/24", "IPRange": null, "Gateway": null, "AuxiliaryAddresses": null}], "Options": null}
+        }))
+        .unwrap();
+        let (s, g) = requested_ipam(&nulls).unwrap().unwrap();
+        assert_eq!((s.to_string(), g), ("10.89.91.0/24".into(), None));
         let none: CreateRequest = serde_json::from_value(json!({"IPAM": {"Config": []}})).unwrap();
         assert!(requested_ipam(&none).unwrap().is_none());
     }

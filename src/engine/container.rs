@@ -437,6 +437,7 @@ impl Engine {
         let rec = recorded?;
         self.reset_health(&rec)?;
         self.emit_container("start", &rec, &[]);
+        self.pod_networks_changed(&rec.pod_id);
         let since_create = (rec.started_at - rec.created_at).max(0) as u64;
         crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
         // An exit that happened during the start is recorded now ("die").
@@ -562,6 +563,7 @@ impl Engine {
         }
         self.cancel_attach_waiters(id);
         self.emit_container("destroy", &rec, &[]);
+        self.pod_networks_changed(&rec.pod_id);
         if image_gone {
             if let Err(e) = self.images.gc().await {
                 warn!(container = %id, error = %e, "failed to collect unused image content");
@@ -665,11 +667,14 @@ impl Engine {
             rec.paused = false;
             // Not under the container's lock (exit watchers call this): a
             // removal may have deleted the record since it was read.
-            if !self.put_container_if_present(&rec)? {
-                return Ok(None);
+            match self.put_exit_if_present(&rec)? {
+                None => return Ok(None),
+                Some(false) => return Ok(Some(rec)),
+                Some(true) => {}
             }
             let code = rec.exit_code.to_string();
             self.emit_container("die", &rec, &[("exitCode", &code)]);
+            self.pod_networks_changed(&rec.pod_id);
         }
         Ok(Some(rec))
     }
@@ -844,14 +849,21 @@ impl Engine {
         }
     }
 
-    /// Writes `rec` only if its record still exists; false when it is gone.
-    fn put_container_if_present(&self, rec: &ContainerRecord) -> Result<bool, Error> {
+    /// Writes an exit into `rec`'s record: `None` when the container was
+    /// removed meanwhile, `Some(false)` when this very exit is recorded
+    /// already (two lookers saw it at once, an exit watcher and a `ps`: only
+    /// the first records it and announces "die"), `Some(true)` when written.
+    fn put_exit_if_present(&self, rec: &ContainerRecord) -> Result<Option<bool>, Error> {
         let written = self.store.write(|w| {
-            if w.get::<ContainerRecord>(CONTAINERS, &rec.id)?.is_none() {
-                return Ok::<_, Error>(false);
+            match w.get::<ContainerRecord>(CONTAINERS, &rec.id)? {
+                None => return Ok::<_, Error>(None),
+                Some(cur) if cur.state == ContainerState::Exited && cur.monitor == rec.monitor => {
+                    return Ok(Some(false))
+                }
+                Some(_) => {}
             }
             w.put(CONTAINERS, &rec.id, rec)?;
-            Ok(true)
+            Ok(Some(true))
         })?;
         Ok(written)
     }

@@ -28,6 +28,13 @@ pub const CONFIG_ANNOTATION: &str = "io.berth.docker.config";
 pub const STOP_SIGNAL_ANNOTATION: &str = "io.berth.stop-signal";
 /// Pod annotation: `none` = a network namespace with only loopback (no CNI).
 pub const NETWORK_ANNOTATION: &str = "io.berth.network";
+/// Pod annotation: the id of the user network named by [`NETWORK_ANNOTATION`].
+pub const NETWORK_ID_ANNOTATION: &str = "io.berth.network.id";
+/// Pod annotation: the aliases (JSON list) of the container on its first
+/// network (`--network-alias`, `EndpointsConfig.Aliases`).
+pub const NETWORK_ALIASES_ANNOTATION: &str = "io.berth.network.aliases";
+/// Pod annotation: the IPv4 address asked for on the first network (`--ip`).
+pub const NETWORK_IP_ANNOTATION: &str = "io.berth.network.ip";
 
 impl Engine {
     /// The Docker name of a container: its own, or for a container made
@@ -70,6 +77,7 @@ impl Engine {
             .insert(NAME_ANNOTATION.into(), name.to_string());
         self.put_container(&rec)?;
         self.emit_container("rename", &rec, &[("oldName", &format!("/{old}"))]);
+        self.pod_networks_changed(&rec.pod_id);
         Ok(())
     }
 

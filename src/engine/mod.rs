@@ -15,6 +15,7 @@ pub mod exec;
 pub mod features;
 pub mod health;
 pub mod inspect;
+pub mod networks;
 pub mod oci;
 mod orphans;
 pub mod pod;

@@ -110,6 +110,7 @@ impl Engine {
             ips: vec![],
             gateways: vec![],
             network_attached: false,
+            networks: vec![],
         };
         let made: Result<(), Error> = async {
             let (d, c, host_net) = (dir.clone(), config.clone(), m.host_network);
@@ -160,8 +161,11 @@ impl Engine {
                 let Some(netns) = rec.netns.clone().filter(|_| cni) else {
                     return Ok(None);
                 };
-                let ips = self.attach_network(&id, &netns, &config).await?;
-                Ok::<_, Error>(Some(ips))
+                let req = super::networks::NetworkRequest::from_pod_config(&config)?;
+                let made = self
+                    .add_attachment(&id, &netns, &config, &req, crate::network::DEFAULT_IFNAME)
+                    .await?;
+                Ok::<_, Error>(Some(made))
             };
             let infra = async {
                 if !m.shared_pid {
@@ -218,9 +222,14 @@ impl Engine {
             });
             let ips = network?;
             infra?;
-            if let Some((ips, gateways)) = ips {
+            if let Some((att, res)) = ips {
+                let ips = crate::network::pod_ips(&res);
+                rec.set_attachments(vec![att]);
                 rec.ips = ips.iter().map(|ip| ip.to_string()).collect();
-                rec.gateways = gateways.iter().map(|ip| ip.to_string()).collect();
+                rec.gateways = crate::network::pod_gateways(&res)
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect();
                 if let Some(hosts) = &rec.hosts {
                     let (h, name) = (hosts.clone(), config.hostname.clone());
                     blocking(move || sandbox::write_hosts(&h, &name, &ips).map_err(sandbox_err))
@@ -294,9 +303,7 @@ impl Engine {
         let (infra, network) = tokio::join!(infra, network);
         // A failed DEL keeps the attachment (and the netns) for a retry.
         if network? {
-            rec.network_attached = false;
-            rec.ips.clear();
-            rec.gateways.clear();
+            rec.set_attachments(vec![]);
         }
         infra?;
         if rec.state != PodState::NotReady || !rec.ips.is_empty() {
@@ -436,55 +443,6 @@ impl Engine {
         }
     }
 
-    /// Runs CNI ADD for a pod on the network its [`NETWORK_ANNOTATION`]
-    /// names (`<root>/networks/<name>.conflist`), else on the default
-    /// network; returns its IPs. The CNI cache records the config, so DEL
-    /// uses the same one.
-    ///
-    /// [`NETWORK_ANNOTATION`]: super::docker::NETWORK_ANNOTATION
-    async fn attach_network(
-        &self,
-        id: &str,
-        netns: &std::path::Path,
-        config: &PodSandboxConfig,
-    ) -> Result<(Vec<std::net::IpAddr>, Vec<std::net::IpAddr>), Error> {
-        let named = config
-            .annotations
-            .get(super::docker::NETWORK_ANNOTATION)
-            .filter(|n| !matches!(n.as_str(), "" | "none" | "bridge" | "host" | "default"));
-        let net = match named {
-            Some(name) => {
-                let dir = self.config.root.join(crate::network::NAMED_DIR);
-                self.cni
-                    .load_named(&dir, name)
-                    .await
-                    .map_err(cni_err)?
-                    .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?
-            }
-            None => match self.network.ready() {
-                Ok(n) => n,
-                Err(_) => self.network.rescan().await.map_err(|reason| {
-                    Error::FailedPrecondition(format!("the pod network is not ready: {reason}"))
-                })?,
-            },
-        };
-        let mut att = crate::network::Attachment::for_pod(id, netns, config).map_err(cni_err)?;
-        if let Some(cidr) = self.pod_cidr() {
-            // host-local's `ipRanges` capability: the node's pod CIDR from the
-            // kubelet (UpdateRuntimeConfig), only for plugins that declare it.
-            att.capabilities
-                .insert("ipRanges".into(), serde_json::json!([[{ "subnet": cidr }]]));
-        }
-        let started = std::time::Instant::now();
-        let res = self.cni.add(&net, &att).await;
-        crate::metrics::global().observe_cni("add", res.is_ok(), started.elapsed());
-        let res = res.map_err(cni_err)?;
-        Ok((
-            crate::network::pod_ips(&res),
-            crate::network::pod_gateways(&res),
-        ))
-    }
-
     /// Runs CNI DEL for a pod (idempotent; works when the netns is gone).
     async fn detach_network(&self, id: &str, netns: Option<&std::path::Path>) -> Result<(), Error> {
         let started = std::time::Instant::now();
@@ -599,7 +557,7 @@ fn pinned_of(rec: &PodRecord) -> sandbox::PinnedNamespaces {
     }
 }
 
-fn cni_err(e: crate::network::CniError) -> Error {
+pub(crate) fn cni_err(e: crate::network::CniError) -> Error {
     use crate::network::CniErrorKind as K;
     match e.kind() {
         K::InvalidArgument => Error::InvalidArgument(format!("pod network: {e}")),

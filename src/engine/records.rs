@@ -87,6 +87,89 @@ pub struct PodRecord {
     /// network: Docker's `host-gateway`), IPv4 first.
     #[serde(default)]
     pub gateways: Vec<String>,
+    /// Every CNI attachment of the pod, `eth0` first. Records written before
+    /// the list existed have it empty: see [`PodRecord::attachments`].
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachment>,
+}
+
+/// One network a pod is attached to: one CNI ADD on one interface of the
+/// pod's netns. The exact ADD input (config, `CNI_ARGS`, capabilities,
+/// result) is in the CNI attachment cache under (`cni_network`, pod id), so
+/// a DEL after a restart repeats it; this is what the doors show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    /// The network's name as Docker shows it (`bridge` for the node's
+    /// default CNI network, else a user network's name).
+    pub network: String,
+    /// The Docker network id (empty for the default network: the door
+    /// knows the predefined ids).
+    #[serde(default)]
+    pub network_id: String,
+    /// The CNI network config's name (the attachment cache's key).
+    #[serde(default)]
+    pub cni_network: String,
+    /// The interface in the pod's netns (`eth0`, `eth1`, …).
+    pub ifname: String,
+    /// The addresses CNI gave it, IPv4 first, without prefix.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// The prefix length of the first address (0 when unknown).
+    #[serde(default)]
+    pub prefix_len: u8,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub mac: String,
+    /// Network-scoped names (`--network-alias`, compose's service name).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The address asked for (`--ip`), given to host-local as `CNI_ARGS` `IP`.
+    #[serde(default)]
+    pub requested_ip: String,
+}
+
+impl PodRecord {
+    /// The pod's network attachments. A record of an older berth (one
+    /// network, named by the pod's annotation, on `eth0`) reads as a list
+    /// of one.
+    pub fn attachments(&self) -> Vec<NetworkAttachment> {
+        if !self.networks.is_empty() || !self.network_attached {
+            return self.networks.clone();
+        }
+        let ann = |k: &str| self.config.annotations.get(k).cloned().unwrap_or_default();
+        let named = ann(super::docker::NETWORK_ANNOTATION);
+        let network = match named.as_str() {
+            "" | "default" => "bridge".to_string(),
+            _ => named,
+        };
+        vec![NetworkAttachment {
+            network,
+            network_id: ann(super::docker::NETWORK_ID_ANNOTATION),
+            cni_network: String::new(),
+            ifname: crate::network::DEFAULT_IFNAME.into(),
+            ips: self.ips.clone(),
+            prefix_len: 0,
+            gateway: self.gateways.first().cloned().unwrap_or_default(),
+            mac: String::new(),
+            aliases: vec![],
+            requested_ip: String::new(),
+        }]
+    }
+
+    /// Records `list` as the pod's attachments; the pod's own addresses
+    /// (CRI's PodSandboxStatus) are those of the first.
+    pub fn set_attachments(&mut self, list: Vec<NetworkAttachment>) {
+        self.network_attached = !list.is_empty();
+        self.ips = list.first().map(|a| a.ips.clone()).unwrap_or_default();
+        self.gateways = list
+            .first()
+            .map(|a| a.gateway.clone())
+            .filter(|g| !g.is_empty())
+            .into_iter()
+            .collect();
+        self.networks = list;
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -181,6 +264,82 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(annotations: &[(&str, &str)], attached: bool) -> PodRecord {
+        let mut config = PodSandboxConfig::default();
+        for (k, v) in annotations {
+            config.annotations.insert(k.to_string(), v.to_string());
+        }
+        PodRecord {
+            id: "p".into(),
+            config,
+            runtime_handler: String::new(),
+            created_at: 0,
+            state: PodState::Ready,
+            dir: PathBuf::new(),
+            netns: None,
+            ipcns: None,
+            utsns: None,
+            hosts: None,
+            resolv_conf: None,
+            hostname_file: None,
+            shm: None,
+            cgroup_parent: String::new(),
+            infra: None,
+            ips: vec!["10.89.3.4".into()],
+            network_attached: attached,
+            gateways: vec!["10.89.3.1".into()],
+            networks: vec![],
+        }
+    }
+
+    #[test]
+    fn records_of_one_network_read_as_a_list_of_one() {
+        use super::super::docker::{NETWORK_ANNOTATION, NETWORK_ID_ANNOTATION};
+        let old = pod(
+            &[
+                (NETWORK_ANNOTATION, "front"),
+                (NETWORK_ID_ANNOTATION, "abc"),
+            ],
+            true,
+        );
+        let list = old.attachments();
+        assert_eq!(list.len(), 1);
+        let a = &list[0];
+        assert_eq!(
+            (a.network.as_str(), a.network_id.as_str(), a.ifname.as_str()),
+            ("front", "abc", "eth0")
+        );
+        assert_eq!(
+            (a.ips.clone(), a.gateway.as_str()),
+            (vec!["10.89.3.4".to_string()], "10.89.3.1")
+        );
+        assert_eq!(pod(&[], true).attachments()[0].network, "bridge");
+        assert!(pod(&[], false).attachments().is_empty());
+        // An old record (no `networks` field) still deserializes.
+        let mut v = serde_json::to_value(pod(&[], true)).unwrap();
+        v.as_object_mut().unwrap().remove("networks");
+        let back: PodRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back.attachments().len(), 1);
+    }
+
+    #[test]
+    fn the_first_attachment_gives_the_pod_its_addresses() {
+        let mut p = pod(&[], true);
+        let a = |n: &str, ip: &str| NetworkAttachment {
+            network: n.into(),
+            ifname: "eth0".into(),
+            ips: vec![ip.into()],
+            gateway: "10.1.0.1".into(),
+            ..Default::default()
+        };
+        p.set_attachments(vec![a("x", "10.1.0.5"), a("y", "10.2.0.5")]);
+        assert!(p.network_attached);
+        assert_eq!(p.ips, ["10.1.0.5"]);
+        assert_eq!(p.gateways, ["10.1.0.1"]);
+        p.set_attachments(vec![]);
+        assert!(!p.network_attached && p.ips.is_empty() && p.gateways.is_empty());
+    }
 
     #[test]
     fn own_process_is_alive_and_ids_are_unique() {

@@ -222,6 +222,38 @@ impl Cni {
         Ok(())
     }
 
+    /// Detaches a container from the one attachment on interface `ifname`
+    /// (Docker's `network disconnect`), with the input recorded at ADD; the
+    /// container's other attachments stay. Without a record nothing runs:
+    /// that interface was never attached, or its DEL already completed.
+    pub async fn del_interface(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        netns: Option<&Path>,
+    ) -> Result<(), CniError> {
+        check_id(container_id)?;
+        let netns = usable_netns(netns);
+        for (path, rec) in self.find_cache(container_id).await? {
+            let Some(rec) = rec.filter(|r| r.if_name == ifname) else {
+                continue;
+            };
+            let net = NetworkConfigList::from_value(rec.config.clone(), &path)?;
+            let call = Call {
+                net: &net,
+                container_id,
+                ifname: &rec.if_name,
+                netns: netns.clone(),
+                args: cni_args(&rec.cni_args)?,
+                capabilities: &rec.capabilities,
+            };
+            self.run_chain(CniCommand::Del, &call, rec.result.as_ref())
+                .await?;
+            blocking(move || cache::remove(&path)).await?;
+        }
+        Ok(())
+    }
+
     /// Checks that a container's attachments are still as ADD left them.
     pub async fn check(&self, container_id: &str, netns: &Path) -> Result<(), CniError> {
         check_id(container_id)?;

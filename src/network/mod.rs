@@ -40,7 +40,9 @@ pub use config::{
 pub use error::{CniError, CniErrorKind};
 pub use exec::CniCommand;
 pub use pod::{bandwidth, EGRESS_BANDWIDTH, INGRESS_BANDWIDTH};
-pub use result::{pod_gateways, pod_ips, Cidr, CniResult, Dns, Interface, IpConfig, Route};
+pub use result::{
+    interface_config, pod_gateways, pod_ips, Cidr, CniResult, Dns, Interface, IpConfig, Route,
+};
 pub use state::{watch, NetworkState, Readiness, POLL_INTERVAL};
 
 /// The interface a pod's network appears as.

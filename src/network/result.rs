@@ -199,6 +199,29 @@ pub fn pod_gateways(result: &CniResult) -> Vec<IpAddr> {
     out
 }
 
+/// What an ADD gave interface `ifname` inside the sandbox: its addresses
+/// (IPv4 first), the first address's gateway and the interface's MAC. An
+/// address tied to no interface counts as this one's (a chain with one).
+pub fn interface_config(result: &CniResult, ifname: &str) -> (Vec<Cidr>, Option<IpAddr>, String) {
+    let ours = |i: Option<usize>| match i {
+        None => true,
+        Some(i) => result
+            .interfaces
+            .get(i)
+            .is_some_and(|f| f.name == ifname && !f.sandbox.is_empty()),
+    };
+    let mut addrs: Vec<&IpConfig> = result.ips.iter().filter(|ip| ours(ip.interface)).collect();
+    addrs.sort_by_key(|ip| !ip.address.addr.is_ipv4());
+    let gateway = addrs.first().and_then(|ip| ip.gateway);
+    let mac = result
+        .interfaces
+        .iter()
+        .find(|f| f.name == ifname && !f.sandbox.is_empty())
+        .map(|f| f.mac.clone())
+        .unwrap_or_default();
+    (addrs.iter().map(|ip| ip.address).collect(), gateway, mac)
+}
+
 /// The pod's addresses for PodSandboxStatus (`ip`, then `additional_ips`):
 /// those on interfaces inside the sandbox (or not tied to an interface),
 /// IPv4 first, then IPv6, without duplicates.

@@ -35,6 +35,18 @@ pub struct CreateRequest {
     /// `--health-*` / `--no-healthcheck`; merged with the image's at create.
     pub healthcheck: Option<crate::engine::health::HealthConfig>,
     pub host_config: HostConfig,
+    pub networking_config: NetworkingConfig,
+}
+
+/// `NetworkingConfig`: the networks to attach at create, by name or id,
+/// with their aliases and addresses (API ≥ 1.44 sends every network of a
+/// compose service here; older clients only the first).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    pub endpoints_config: Option<
+        std::collections::BTreeMap<String, Option<crate::docker::networks::EndpointSettings>>,
+    >,
 }
 
 /// `Cmd`/`Entrypoint` may be a string (old clients) or a list.

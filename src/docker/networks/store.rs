@@ -226,6 +226,7 @@ pub fn list(dir: &Path) -> Result<Vec<Meta>, String> {
 }
 
 /// One network's metadata, or `None`.
+#[cfg(test)]
 pub fn get(dir: &Path, name: &str) -> Result<Option<Meta>, String> {
     if !crate::docker::create::valid_name(name) {
         return Ok(None);
