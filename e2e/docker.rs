@@ -6,6 +6,7 @@ mod attach;
 mod build;
 mod containers;
 mod cp;
+mod dns;
 mod exec;
 mod exit_codes;
 mod images;

@@ -85,6 +85,19 @@ pub struct DockerConfig {
     pub tls: TlsConfig,
     /// The static init `docker run --init` runs as PID 1 (Debian's tini).
     pub init: PathBuf,
+    /// The embedded DNS server of user networks (127.0.0.11).
+    pub dns: DockerDnsConfig,
+}
+
+/// `docker.dns`: where the embedded DNS server of user networks sends the
+/// names it does not know.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerDnsConfig {
+    /// Upstream servers, `ip` (port 53) or `ip:port`; empty = the
+    /// host's `/etc/resolv.conf` nameservers. A container's `--dns`
+    /// servers replace these for that container.
+    pub upstreams: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -200,6 +213,7 @@ impl Default for DockerConfig {
             tcp: None,
             tls: TlsConfig::default(),
             init: "/usr/bin/tini-static".into(),
+            dns: DockerDnsConfig::default(),
         }
     }
 }
@@ -342,6 +356,11 @@ impl Config {
         }
         if !self.metrics.address.is_empty() {
             parse_addr("metrics.address", &self.metrics.address)?;
+        }
+        for (i, u) in self.docker.dns.upstreams.iter().enumerate() {
+            if let Err(e) = crate::network::dns::parse_server(u) {
+                return Err(invalid(format!("docker.dns.upstreams[{i}]"), e));
+            }
         }
         if let Some(tcp) = &self.docker.tcp {
             parse_addr("docker.tcp", tcp)?;

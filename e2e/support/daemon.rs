@@ -39,12 +39,18 @@ pub struct Berthd {
 /// the daemon's CNI config dir is `dir/cni` (see [`LOOPBACK_CONFLIST`]).
 pub fn config_yaml(dir: &Path, extra: &str) -> String {
     let d = dir.display();
-    // A caller's own `docker:` section replaces the default one.
-    let docker = if extra.lines().any(|l| l.starts_with("docker:")) {
-        String::new()
+    // A caller's own `docker:` section with a socket replaces the default
+    // one; other `docker:` keys join it.
+    let (docker_extra, rest) = take_section(extra, "docker:");
+    let (docker, extra) = if docker_extra.lines().any(|l| l.starts_with("  socket:")) {
+        (String::new(), extra.to_string())
     } else {
-        format!("docker:\n  socket: {d}/state/docker.sock\n")
+        (
+            format!("docker:\n  socket: {d}/state/docker.sock\n{docker_extra}"),
+            rest,
+        )
     };
+    let extra = extra.as_str();
     let cni = if has_cni_section(extra) {
         String::new()
     } else {

@@ -362,6 +362,21 @@ fn pod_config(
     if no_cni {
         annotations.insert(NETWORK_ANNOTATION.to_string(), "none".to_string());
     } else if let Some((net, net_id)) = user_network {
+        let aliases = req.aliases_on(&[hc.network_mode.as_str(), net.as_str()], &net_id);
+        if let Some(bad) = aliases
+            .iter()
+            .find(|a| a.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid network alias {bad:?}: it must be a name without spaces"
+            )));
+        }
+        if !aliases.is_empty() {
+            annotations.insert(
+                crate::engine::dns::ALIASES_ANNOTATION.to_string(),
+                serde_json::to_string(&aliases).unwrap_or_default(),
+            );
+        }
         annotations.insert(NETWORK_ANNOTATION.to_string(), net);
         annotations.insert(super::networks::NETWORK_ID_ANNOTATION.to_string(), net_id);
     }

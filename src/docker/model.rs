@@ -249,11 +249,15 @@ fn networks(pod: Option<&PodRecord>) -> Value {
         || super::networks::builtin_id("none"),
         super::networks::pod_network_id,
     );
+    // The aliases recorded at create (`--network-alias`), as Docker lists them.
+    let aliases: Option<Vec<String>> = pod
+        .and_then(|p| p.config.annotations.get(crate::engine::dns::ALIASES_ANNOTATION))
+        .and_then(|a| serde_json::from_str(a).ok());
     json!({
         mode: {
             "IPAMConfig": null,
             "Links": null,
-            "Aliases": null,
+            "Aliases": aliases,
             "MacAddress": "",
             "NetworkID": id,
             "EndpointID": pod.map(|p| p.id.clone()).unwrap_or_default(),

@@ -33,6 +33,44 @@ pub struct CreateRequest {
     pub stop_timeout: Option<i64>,
     pub network_disabled: bool,
     pub host_config: HostConfig,
+    pub networking_config: Option<NetworkingConfig>,
+}
+
+/// `NetworkingConfig`: per network (by the name or id the client used),
+/// the endpoint settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    pub endpoints_config: Option<HashMap<String, Option<EndpointSettings>>>,
+}
+
+/// The endpoint settings berth acts on.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    /// `--network-alias`; compose sends the service name here.
+    pub aliases: Option<Vec<String>>,
+}
+
+impl CreateRequest {
+    /// The aliases asked for on a network keyed by one of `keys` (its name,
+    /// the name or id prefix the client gave) or by a prefix of its `id`,
+    /// or on the only network named when the client keyed it otherwise.
+    pub fn aliases_on(&self, keys: &[&str], id: &str) -> Vec<String> {
+        let Some(eps) = self
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.as_ref())
+        else {
+            return vec![];
+        };
+        let ep = eps
+            .iter()
+            .find(|(k, _)| keys.contains(&k.as_str()) || (!k.is_empty() && id.starts_with(k.as_str())))
+            .or_else(|| (eps.len() == 1).then(|| eps.iter().next()).flatten())
+            .and_then(|(_, v)| v.as_ref());
+        ep.and_then(|e| e.aliases.clone()).unwrap_or_default()
+    }
 }
 
 /// `Cmd`/`Entrypoint` may be a string (old clients) or a list.
