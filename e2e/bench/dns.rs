@@ -117,7 +117,15 @@ fn main() {
     .ok();
     for name in ["web", "client"] {
         e.docker(&[
-            "run", "-d", "--network", "benchdns", "--name", name, &bb, "sleep", "600",
+            "run",
+            "-d",
+            "--network",
+            "benchdns",
+            "--name",
+            name,
+            &bb,
+            "sleep",
+            "600",
         ])
         .ok();
     }
@@ -137,7 +145,8 @@ fn main() {
         "DNS query round trip from a container's netns, forwarded to a loopback upstream",
         &time_queries(pid, "outside.test", n),
     );
-    let loop_cmd = format!("for i in $(seq {n}); do nslookup -type=a web >/dev/null || exit 1; done");
+    let loop_cmd =
+        format!("for i in $(seq {n}); do nslookup -type=a web >/dev/null || exit 1; done");
     let t = Instant::now();
     e.docker(&["exec", "client", "sh", "-c", &loop_cmd]).ok();
     let looped = t.elapsed();

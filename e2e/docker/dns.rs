@@ -109,10 +109,18 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     let db_id = on_net("db", Some("svc"));
     on_net("client", None);
     let (web, db) = (ip_of(&e, "web"), ip_of(&e, "db"));
-    assert!(web.starts_with("10.89.78.") && db.starts_with("10.89.78."), "{web} {db}");
+    assert!(
+        web.starts_with("10.89.78.") && db.starts_with("10.89.78."),
+        "{web} {db}"
+    );
 
-    let resolv = e.docker(&["exec", "client", "cat", "/etc/resolv.conf"]).ok();
-    assert!(resolv.stdout.contains("nameserver 127.0.0.11\n"), "{resolv:?}");
+    let resolv = e
+        .docker(&["exec", "client", "cat", "/etc/resolv.conf"])
+        .ok();
+    assert!(
+        resolv.stdout.contains("nameserver 127.0.0.11\n"),
+        "{resolv:?}"
+    );
     assert!(resolv.stdout.contains("ndots:0"), "{resolv:?}");
     assert_eq!(
         resolv.stdout.matches("nameserver").count(),
@@ -171,10 +179,20 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     );
 
     // The default bridge: the host's resolv.conf, nothing on 127.0.0.11.
-    let plain = e.docker(&["run", "--rm", &bb, "cat", "/etc/resolv.conf"]).ok();
+    let plain = e
+        .docker(&["run", "--rm", &bb, "cat", "/etc/resolv.conf"])
+        .ok();
     assert!(!plain.stdout.contains("127.0.0.11"), "{plain:?}");
     let none = e.docker(&[
-        "run", "--rm", &bb, "nslookup", "-type=a", "-timeout=1", "-retry=0", "web", "127.0.0.11",
+        "run",
+        "--rm",
+        &bb,
+        "nslookup",
+        "-type=a",
+        "-timeout=1",
+        "-retry=1",
+        "web",
+        "127.0.0.11",
     ]);
     assert_ne!(none.code, 0, "{none:?}");
     assert!(!none.stdout.contains(&web), "{none:?}");

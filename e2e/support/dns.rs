@@ -61,7 +61,11 @@ impl Upstream {
                 r.add_query(query.clone());
                 match names.get(&key) {
                     Some(ip) if query.query_type() == RecordType::A => {
-                        r.add_answer(Record::from_rdata(query.name().clone(), 60, RData::A(A(*ip))));
+                        r.add_answer(Record::from_rdata(
+                            query.name().clone(),
+                            60,
+                            RData::A(A(*ip)),
+                        ));
                     }
                     Some(_) => {}
                     None => {

@@ -251,7 +251,11 @@ fn networks(pod: Option<&PodRecord>) -> Value {
     );
     // The aliases recorded at create (`--network-alias`), as Docker lists them.
     let aliases: Option<Vec<String>> = pod
-        .and_then(|p| p.config.annotations.get(crate::engine::dns::ALIASES_ANNOTATION))
+        .and_then(|p| {
+            p.config
+                .annotations
+                .get(crate::engine::dns::ALIASES_ANNOTATION)
+        })
         .and_then(|a| serde_json::from_str(a).ok());
     json!({
         mode: {

@@ -109,11 +109,14 @@ impl Engine {
                     &c.id,
                     &pod.config.hostname,
                 );
-                endpoints.push((c.created_at, Endpoint {
-                    container_id: c.id.clone(),
-                    ips: att.ips.clone(),
-                    names,
-                }));
+                endpoints.push((
+                    c.created_at,
+                    Endpoint {
+                        container_id: c.id.clone(),
+                        ips: att.ips.clone(),
+                        names,
+                    },
+                ));
             }
         }
         endpoints.sort_by(|a, b| (a.0, &a.1.container_id).cmp(&(b.0, &b.1.container_id)));

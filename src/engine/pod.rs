@@ -599,7 +599,8 @@ fn check_sysctls(
 /// `--dns` servers stay in the record, as the server's upstreams.
 fn with_embedded_dns(mut c: PodSandboxConfig) -> PodSandboxConfig {
     if super::dns::user_network(&c.annotations).is_some() {
-        let host = std::fs::read_to_string(crate::network::dns::HOST_RESOLV_CONF).unwrap_or_default();
+        let host =
+            std::fs::read_to_string(crate::network::dns::HOST_RESOLV_CONF).unwrap_or_default();
         c.dns_config = Some(crate::network::dns::embedded_resolv_conf(
             c.dns_config.as_ref(),
             &host,

@@ -66,7 +66,9 @@ impl CreateRequest {
         };
         let ep = eps
             .iter()
-            .find(|(k, _)| keys.contains(&k.as_str()) || (!k.is_empty() && id.starts_with(k.as_str())))
+            .find(|(k, _)| {
+                keys.contains(&k.as_str()) || (!k.is_empty() && id.starts_with(k.as_str()))
+            })
             .or_else(|| (eps.len() == 1).then(|| eps.iter().next()).flatten())
             .and_then(|(_, v)| v.as_ref());
         ep.and_then(|e| e.aliases.clone()).unwrap_or_default()

@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn servers_parse() {
-        assert_eq!(parse_server("10.0.0.1").unwrap(), "10.0.0.1:53".parse().unwrap());
+        assert_eq!(
+            parse_server("10.0.0.1").unwrap(),
+            "10.0.0.1:53".parse().unwrap()
+        );
         assert_eq!(
             parse_server("127.0.0.77:5353").unwrap(),
             "127.0.0.77:5353".parse().unwrap()
@@ -134,6 +137,9 @@ mod tests {
     #[tokio::test]
     async fn nothing_to_ask_gives_nothing() {
         assert_eq!(forward(b"\x00\x01rest", &[], false).await, None);
-        assert_eq!(forward(b"", &["127.0.0.1:9".parse().unwrap()], false).await, None);
+        assert_eq!(
+            forward(b"", &["127.0.0.1:9".parse().unwrap()], false).await,
+            None
+        );
     }
 }

@@ -99,7 +99,10 @@ impl Dns {
         if endpoints.is_empty() {
             tables.remove(network);
         } else {
-            tables.insert(network.to_string(), Arc::new(Table::new(network, endpoints)));
+            tables.insert(
+                network.to_string(),
+                Arc::new(Table::new(network, endpoints)),
+            );
         }
     }
 
@@ -299,9 +302,7 @@ async fn serve_tcp(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
 /// `netns` (a pinned namespace file), from a thread made for it: setns(2)
 /// changes only the calling thread's namespace, and the thread ends once
 /// the sockets exist — a socket stays in the namespace it was made in.
-fn bind_in_netns(
-    netns: PathBuf,
-) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+fn bind_in_netns(netns: PathBuf) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
     let ns = std::fs::File::open(&netns)?;
     let t = std::thread::Builder::new()
         .name("dns-bind".into())
@@ -348,7 +349,10 @@ pub fn embedded_resolv_conf(
 /// Logs once what a daemon start found to reopen.
 pub fn log_restored(pods: usize, networks: usize) {
     if pods > 0 {
-        info!(pods, networks, "embedded DNS reopened for pods on user networks");
+        info!(
+            pods,
+            networks, "embedded DNS reopened for pods on user networks"
+        );
     }
 }
 
