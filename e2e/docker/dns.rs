@@ -146,7 +146,7 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     ] {
         let (ok, ips, out) = lookup(&e, "client", name);
         assert!(ok, "{name}: {out}");
-        assert_eq!(ips, [want.clone()], "{name}: {out}");
+        assert_eq!(ips, std::slice::from_ref(want), "{name}: {out}");
     }
     // The shared alias answers both containers, in turn.
     let (ok, ips, out) = lookup(&e, "client", "svc");
