@@ -158,6 +158,21 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     assert_eq!(sorted, both, "{out}");
     let (_, again, out) = lookup(&e, "client", "svc");
     assert_ne!(again, ips, "round robin: {out}");
+    // The same over TCP (what a resolver does after a truncated answer),
+    // asked from a socket this test opens in the client's namespace.
+    let pid: u32 = e
+        .docker(&["inspect", "--format", "{{.State.Pid}}", "client"])
+        .ok()
+        .out()
+        .parse()
+        .expect("a pid");
+    let over_tcp = crate::support::dns::query_in_netns(pid, "web", true);
+    assert_eq!(over_tcp, [web.parse::<Ipv4Addr>().unwrap()]);
+    let over_tcp = crate::support::dns::query_in_netns(pid, "outside.test", true);
+    assert!(
+        over_tcp.is_empty(),
+        "the upstream answers UDP only: SERVFAIL, no address"
+    );
     // A reverse lookup names the container on the network.
     let ptr = e.docker(&["exec", "client", "nslookup", &web]);
     assert!(ptr.stdout.contains("web.dnsnet"), "{ptr:?}");

@@ -99,3 +99,52 @@ impl Drop for Upstream {
         }
     }
 }
+
+/// Asks 127.0.0.11:53 for the A records of `name` from a socket inside the
+/// network namespace of process `pid` (a thread of this process that
+/// setns()es into it), over TCP or UDP; the addresses answered.
+pub fn query_in_netns(pid: u32, name: &str, tcp: bool) -> Vec<Ipv4Addr> {
+    use std::io::{Read, Write};
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open the netns");
+    let mut m = Message::new();
+    m.set_id(7).set_recursion_desired(true);
+    m.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii(format!("{name}.")).expect("name"),
+        RecordType::A,
+    ));
+    let q = m.to_vec().expect("encode");
+    let answer = std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let limit = Some(Duration::from_secs(10));
+        if tcp {
+            let mut s = std::net::TcpStream::connect("127.0.0.11:53").expect("connect over TCP");
+            s.set_read_timeout(limit).expect("timeout");
+            s.write_all(&(q.len() as u16).to_be_bytes()).expect("write");
+            s.write_all(&q).expect("write");
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).expect("read the length");
+            let mut b = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut b).expect("read the answer");
+            b
+        } else {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.set_read_timeout(limit).expect("timeout");
+            s.send_to(&q, "127.0.0.11:53").expect("send");
+            let mut b = vec![0u8; 4096];
+            let n = s.recv(&mut b).expect("an answer");
+            b.truncate(n);
+            b
+        }
+    })
+    .join()
+    .expect("query thread");
+    let a = Message::from_vec(&answer).expect("decode");
+    assert_eq!(a.id(), 7);
+    a.answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
