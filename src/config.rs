@@ -523,6 +523,16 @@ registries:
         );
         assert_eq!(key_of("docker:\n  tcp: 0.0.0.0:2376\n"), "docker.tcp");
         assert_eq!(
+            key_of("docker:\n  dns:\n    upstreams: [\"192.0.2.1\", \"dns.example\"]\n"),
+            "docker.dns.upstreams[1]"
+        );
+        assert_eq!(
+            key_of("docker:\n  dns:\n    upstream: []\n"),
+            "docker.dns.upstream"
+        );
+        let c = Config::parse("docker:\n  dns:\n    upstreams: [\"127.0.0.77:5353\"]\n").unwrap();
+        assert_eq!(c.docker.dns.upstreams, ["127.0.0.77:5353"]);
+        assert_eq!(
             key_of("registries:\n  gcr.io:\n    mirrors: [\"ftp://x\"]\n"),
             "registries.\"gcr.io\".mirrors[0]"
         );
