@@ -16,6 +16,11 @@
 //! pinned namespace with setns(2) and ends right after (never a tokio
 //! worker). They live as long as berthd: after a restart the engine opens
 //! them again for every pod on a user network.
+//!
+//! Unlike Docker, which binds random ports and DNATs 127.0.0.11:53 to them
+//! with iptables inside the namespace, the server holds port 53 itself: no
+//! rules to add or clean up, at the price that a container process cannot
+//! bind port 53 on all addresses.
 
 mod answer;
 mod forward;
