@@ -8,6 +8,7 @@ mod compose;
 mod connect;
 mod containers;
 mod cp;
+mod dns;
 mod exec;
 mod exit_codes;
 mod health;

@@ -88,6 +88,19 @@ pub struct DockerConfig {
     /// The index `docker search` asks for a term that names no registry
     /// (Docker's `/v1/search` API).
     pub search_index: String,
+    /// The embedded DNS server of user networks (127.0.0.11).
+    pub dns: DockerDnsConfig,
+}
+
+/// `docker.dns`: where the embedded DNS server of user networks sends the
+/// names it does not know.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerDnsConfig {
+    /// Upstream servers, `ip` (port 53) or `ip:port`; empty = the
+    /// host's `/etc/resolv.conf` nameservers. A container's `--dns`
+    /// servers replace these for that container.
+    pub upstreams: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -208,6 +221,7 @@ impl Default for DockerConfig {
             tls: TlsConfig::default(),
             init: "/usr/bin/tini-static".into(),
             search_index: "https://index.docker.io".into(),
+            dns: DockerDnsConfig::default(),
         }
     }
 }
@@ -350,6 +364,11 @@ impl Config {
         }
         if !self.metrics.address.is_empty() {
             parse_addr("metrics.address", &self.metrics.address)?;
+        }
+        for (i, u) in self.docker.dns.upstreams.iter().enumerate() {
+            if let Err(e) = crate::network::dns::parse_server(u) {
+                return Err(invalid(format!("docker.dns.upstreams[{i}]"), e));
+            }
         }
         if let Some(tcp) = &self.docker.tcp {
             parse_addr("docker.tcp", tcp)?;
@@ -511,6 +530,16 @@ registries:
             "runtime.default_handler"
         );
         assert_eq!(key_of("docker:\n  tcp: 0.0.0.0:2376\n"), "docker.tcp");
+        assert_eq!(
+            key_of("docker:\n  dns:\n    upstreams: [\"192.0.2.1\", \"dns.example\"]\n"),
+            "docker.dns.upstreams[1]"
+        );
+        assert_eq!(
+            key_of("docker:\n  dns:\n    upstream: []\n"),
+            "docker.dns.upstream"
+        );
+        let c = Config::parse("docker:\n  dns:\n    upstreams: [\"127.0.0.77:5353\"]\n").unwrap();
+        assert_eq!(c.docker.dns.upstreams, ["127.0.0.77:5353"]);
         assert_eq!(
             key_of("registries:\n  gcr.io:\n    mirrors: [\"ftp://x\"]\n"),
             "registries.\"gcr.io\".mirrors[0]"

@@ -436,7 +436,6 @@ async fn compose_depends_on_healthy(extra: &str) {
 
 /// On the project's own network, as compose makes it by default.
 #[tokio::test]
-#[ignore = "needs network connect (h-net): compose 1.29 connects containers to the project network"]
 async fn compose_waits_for_a_healthy_dependency() {
     compose_depends_on_healthy("").await;
 }

@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod containerd;
 pub mod cri;
 pub mod daemon;
+pub mod dns;
 pub mod docker;
 pub mod fuzz;
 pub mod host;

@@ -65,6 +65,10 @@ impl Engine {
             ev = ev.with(*k, *v);
         }
         self.events.emit(ev);
+        // What a network's names are changes with these (see `dns`).
+        if matches!(action, "create" | "start" | "die" | "rename" | "destroy") {
+            self.container_networks_changed(rec);
+        }
     }
 
     /// Renames a container (the Docker name annotation).

@@ -9,6 +9,7 @@ pub mod attach;
 pub mod build;
 pub mod checkpoint;
 pub mod container;
+pub mod dns;
 pub mod docker;
 pub mod events;
 pub mod exec;
@@ -199,6 +200,8 @@ pub struct Engine {
     monitor_fates: container::MonitorFates,
     /// Attaches waiting for a container's next monitor (see [`attach`]).
     attach_waiters: attach::AttachWaiters,
+    /// The embedded DNS server of user networks (see [`dns`]).
+    pub(crate) dns: crate::network::dns::Dns,
 }
 
 impl Engine {
@@ -248,6 +251,7 @@ impl Engine {
             config.cni.builtin_network,
         );
         let small = small_binary();
+        let dns = crate::network::dns::Dns::new(&config.docker.dns.upstreams);
         let engine = Engine {
             config,
             store,
@@ -270,6 +274,7 @@ impl Engine {
             pod_cidr: std::sync::Mutex::new(None),
             monitor_fates: Default::default(),
             attach_waiters: Default::default(),
+            dns,
         };
         // Logs the problem, if there is one.
         engine.runtime_problem();
@@ -281,6 +286,7 @@ impl Engine {
         engine.release_orphan_networks().await;
         engine.check_pod_networks().await;
         engine.remove_empty_docker_pods().await;
+        engine.restore_dns();
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
             warn!(error = %e, "failed to reconcile containers");
             0

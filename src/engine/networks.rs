@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 
 use k8s_cri::v1::PodSandboxConfig;
 use serde_json::Value;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::records::{ContainerState, NetworkAttachment, PodRecord, PodState};
 use super::{Engine, Error, PODS};
@@ -295,14 +295,6 @@ impl Engine {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
-    }
-
-    /// The one notification point for a network's endpoints: called after an
-    /// attachment is added or removed and after a container on it starts,
-    /// stops, is removed or renamed. Nothing listens yet (the embedded DNS
-    /// server will re-read [`Engine::network_endpoints`] here).
-    pub fn network_changed(&self, network: &str) {
-        debug!(network, "network endpoints changed");
     }
 
     /// [`Engine::network_changed`] for every network of a pod.

@@ -131,6 +131,7 @@ impl Engine {
                 let pinned = sandbox::pin(&ns, want, hostname.as_deref()).map_err(sandbox_err)?;
                 // The record learns of the pins only when this returns: a
                 // failure here undoes them itself.
+                let c = with_embedded_dns(c);
                 match sandbox::write_pod_files(&files, &c, host_net) {
                     Ok(files) => Ok((pinned, files)),
                     Err(e) => {
@@ -277,6 +278,7 @@ impl Engine {
         let Some(mut rec) = self.store.get::<PodRecord>(PODS, id)? else {
             return Ok(());
         };
+        self.pod_dns_closed(id);
         // The infra process and the network are independent: its kill and
         // delete run beside CNI DEL (while the pinned netns still exists: the
         // bridge plugin needs it to undo its masquerade rules).
@@ -344,6 +346,7 @@ impl Engine {
 
     /// Undoes whatever part of a pod exists.
     async fn teardown_pod(&self, rec: &PodRecord) {
+        self.pod_dns_closed(&rec.id);
         // A stopped pod's infra was deleted by the stop (its record is written
         // only after that succeeded): no runtime calls for it again.
         if rec
@@ -547,6 +550,21 @@ fn check_sysctls(
         }
     }
     Ok(())
+}
+
+/// A pod on a user network gets the embedded DNS server (127.0.0.11) in
+/// its resolv.conf, with its own or the host's search and options; its
+/// `--dns` servers stay in the record, as the server's upstreams.
+fn with_embedded_dns(mut c: PodSandboxConfig) -> PodSandboxConfig {
+    if super::dns::user_network(&c.annotations).is_some() {
+        let host =
+            std::fs::read_to_string(crate::network::dns::HOST_RESOLV_CONF).unwrap_or_default();
+        c.dns_config = Some(crate::network::dns::embedded_resolv_conf(
+            c.dns_config.as_ref(),
+            &host,
+        ));
+    }
+    c
 }
 
 fn pinned_of(rec: &PodRecord) -> sandbox::PinnedNamespaces {

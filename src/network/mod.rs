@@ -1,7 +1,8 @@
 //! Pod networking through CNI: network configs and the node's default
 //! network (`config`, `state`), the plugin caller with its attachment cache
 //! (`cni`, `exec`, `cache`), plugin results (`result`), and a pod's
-//! attachment from its CRI config (`pod`).
+//! attachment from its CRI config (`pod`), and the embedded DNS server of
+//! user networks (`dns`).
 //!
 //! berth runs plugin binaries itself, as libcni does: the plugin config on
 //! stdin, `CNI_*` variables in the environment, the result on stdout. The
@@ -11,6 +12,7 @@ mod attach;
 mod cache;
 mod cni;
 mod config;
+pub mod dns;
 mod error;
 mod exec;
 mod pod;
