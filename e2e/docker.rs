@@ -4,6 +4,7 @@
 
 mod attach;
 mod build;
+mod commit;
 mod containers;
 mod cp;
 mod exec;

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod commit;
 pub mod containers;
 pub mod create;
 pub mod error;
@@ -99,6 +100,7 @@ pub fn router(docker: Shared) -> Router {
         .merge(events::routes())
         .merge(images::routes())
         .merge(build::routes())
+        .merge(commit::routes())
         .merge(create::routes())
         .merge(containers::routes())
         .merge(logs::routes())
