@@ -80,7 +80,8 @@ fn main() {
     };
     let commit = |i: usize| {
         let t = Instant::now();
-        e.docker(&["commit", "wrote", &format!("bench:commit{i}")]).ok();
+        e.docker(&["commit", "wrote", &format!("bench:commit{i}")])
+            .ok();
         t.elapsed()
     };
     // Warm-up: the page cache holds the upper dir for both.

@@ -75,7 +75,16 @@ async fn commit_with_changes_runs_and_keeps_links_and_xattrs() {
 
     // The hard link is one inode in a container of the committed image.
     let inodes = e
-        .docker(&["run", "--rm", "committed:v1", "stat", "-c", "%i %h", "/x", "/x2"])
+        .docker(&[
+            "run",
+            "--rm",
+            "committed:v1",
+            "stat",
+            "-c",
+            "%i %h",
+            "/x",
+            "/x2",
+        ])
         .ok();
     let lines: Vec<&str> = inodes.out().lines().collect();
     assert_eq!(lines.len(), 2, "{inodes:?}");
@@ -83,14 +92,21 @@ async fn commit_with_changes_runs_and_keeps_links_and_xattrs() {
     assert!(lines[0].ends_with(" 2"), "{inodes:?}");
     // The xattr is in a container of the committed image (read through its
     // rootfs from the host).
-    e.docker(&["run", "-d", "--name", "user", "committed:v1", "sleep", "300"])
-        .ok();
-    let user_root = e
-        .d
-        .state()
-        .join("containers")
-        .join(full_id(&e, "user"))
-        .join("rootfs");
+    e.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "user",
+        "committed:v1",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let user_root =
+        e.d.state()
+            .join("containers")
+            .join(full_id(&e, "user"))
+            .join("rootfs");
     assert_eq!(
         xattr::get(user_root.join("srv/s"), "user.berth").unwrap(),
         Some(b"kept".to_vec())
@@ -121,7 +137,8 @@ async fn commit_with_changes_runs_and_keeps_links_and_xattrs() {
             if path == "srv/s" {
                 if let Ok(Some(p)) = l.pax_extensions() {
                     found_xattr = p.flatten().any(|r| {
-                        r.key().ok() == Some("SCHILY.xattr.user.berth") && r.value_bytes() == b"kept"
+                        r.key().ok() == Some("SCHILY.xattr.user.berth")
+                            && r.value_bytes() == b"kept"
                     });
                 }
             }
@@ -218,7 +235,13 @@ async fn diff_lists_added_changed_and_deleted() {
     assert!(listed.status.success());
     let names = String::from_utf8_lossy(&listed.stdout);
     let names: Vec<&str> = names.lines().collect();
-    for want in ["added", "bin/busybox", "bin/sh", "etc/passwd", "var/new/dir/"] {
+    for want in [
+        "added",
+        "bin/busybox",
+        "bin/sh",
+        "etc/passwd",
+        "var/new/dir/",
+    ] {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
     assert!(!names.contains(&"etc/group"), "{names:?}");
@@ -259,7 +282,12 @@ async fn commit_pauses_a_running_container() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     e.docker(&["commit", "busy", "busy:snap"]).ok();
     let state = e
-        .docker(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "busy"])
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "busy",
+        ])
         .ok();
     assert_eq!(state.out(), "running false");
     let until = std::time::SystemTime::now()
@@ -284,9 +312,14 @@ async fn commit_pauses_a_running_container() {
     let pos = |a: &str| actions.iter().position(|x| *x == a);
     let (p, u, c) = (pos("pause"), pos("unpause"), pos("commit"));
     assert!(p.is_some() && u.is_some() && c.is_some(), "{actions:?}");
-    assert!(p < u && u < c, "paused for the diff, resumed, committed: {actions:?}");
+    assert!(
+        p < u && u < c,
+        "paused for the diff, resumed, committed: {actions:?}"
+    );
     // The counter the container wrote is in the image.
-    let counter = e.docker(&["run", "--rm", "busy:snap", "cat", "/counter"]).ok();
+    let counter = e
+        .docker(&["run", "--rm", "busy:snap", "cat", "/counter"])
+        .ok();
     assert!(counter.out().parse::<u64>().is_ok(), "{counter:?}");
     // --pause=false commits without freezing it.
     e.docker(&["commit", "--pause=false", "busy", "busy:nopause"])

@@ -92,7 +92,10 @@ async fn commit(State(d): State<Shared>, uri: http::Uri) -> Result<Response, Api
         return Err(ApiError::bad_request("a tag needs a repository"));
     }
     let pause = !matches!(
-        one("pause").as_deref().map(str::to_ascii_lowercase).as_deref(),
+        one("pause")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("0" | "false" | "no")
     );
     let opts = CommitOptions {
@@ -108,7 +111,11 @@ async fn commit(State(d): State<Shared>, uri: http::Uri) -> Result<Response, Api
         run_config: run_config(&rec),
     };
     let image = d.engine.commit_container(&rec.id, opts).await?;
-    Ok((StatusCode::CREATED, Json(json!({"Id": image.id.to_string()}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": image.id.to_string()})),
+    )
+        .into_response())
 }
 
 /// `GET /containers/{id}/changes`: `[{"Path", "Kind"}]`, or null for none.

@@ -80,7 +80,11 @@ fn parse_changes(changes: &[String]) -> Result<Vec<dockerfile::Instruction>, Err
             "FROM is not a valid change command".into(),
         ));
     }
-    let out: Vec<_> = file.stages.into_iter().flat_map(|s| s.instructions).collect();
+    let out: Vec<_> = file
+        .stages
+        .into_iter()
+        .flat_map(|s| s.instructions)
+        .collect();
     for i in &out {
         if allowed(&i.kind).is_none() {
             let word = i.original.split_whitespace().next().unwrap_or_default();
@@ -94,7 +98,10 @@ fn parse_changes(changes: &[String]) -> Result<Vec<dockerfile::Instruction>, Err
 }
 
 /// Applies the parsed changes to `config`, words expanded with its ENV.
-fn apply_changes(config: &mut ImageConfig, changes: &[dockerfile::Instruction]) -> Result<(), Error> {
+fn apply_changes(
+    config: &mut ImageConfig,
+    changes: &[dockerfile::Instruction],
+) -> Result<(), Error> {
     let lexer = crate::build::shell::Lexer::default();
     let bad = |e: crate::build::Error| Error::InvalidArgument(format!("invalid change: {e}"));
     for inst in changes {
@@ -133,7 +140,9 @@ fn apply_changes(config: &mut ImageConfig, changes: &[dockerfile::Instruction]) 
                 for p in lexer.words(ports, &env).map_err(bad)? {
                     let (port, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
                     if port.parse::<u16>().is_err() {
-                        return Err(Error::InvalidArgument(format!("invalid containerPort: {p}")));
+                        return Err(Error::InvalidArgument(format!(
+                            "invalid containerPort: {p}"
+                        )));
                     }
                     set.push((format!("{port}/{}", proto.to_ascii_lowercase()), json!({})));
                 }
@@ -141,7 +150,10 @@ fn apply_changes(config: &mut ImageConfig, changes: &[dockerfile::Instruction]) 
             }
             Kind::Volume(args) => {
                 let vols = args.expand(&lexer, &env).map_err(bad)?;
-                config.merge_map("Volumes", vols.into_iter().map(|v| (v, json!({}))).collect());
+                config.merge_map(
+                    "Volumes",
+                    vols.into_iter().map(|v| (v, json!({}))).collect(),
+                );
             }
             Kind::StopSignal(s) => config.set("StopSignal", json!(word(s)?)),
             Kind::Cmd(c) => {
@@ -217,7 +229,8 @@ impl Engine {
         }
         apply_changes(&mut config, &changes)?;
 
-        let paused_here = o.pause && rec.state == super::records::ContainerState::Running && !rec.paused;
+        let paused_here =
+            o.pause && rec.state == super::records::ContainerState::Running && !rec.paused;
         if paused_here {
             self.set_paused(id, true).await?;
         }
@@ -229,8 +242,18 @@ impl Engine {
         }
         let (layer, _scratch, hold) = layer?;
 
-        let cmd = rec.config.command.iter().chain(&rec.config.args).cloned().collect::<Vec<_>>();
-        config.record(&cmd.join(" "), Some(layer.diff_id.as_str()), super::records::now_nanos());
+        let cmd = rec
+            .config
+            .command
+            .iter()
+            .chain(&rec.config.args)
+            .cloned()
+            .collect::<Vec<_>>();
+        config.record(
+            &cmd.join(" "),
+            Some(layer.diff_id.as_str()),
+            super::records::now_nanos(),
+        );
         if let Some(top) = config.0.as_object_mut() {
             for (k, v) in [("author", &o.author), ("comment", &o.comment)] {
                 if !v.is_empty() {
@@ -279,9 +302,8 @@ impl Engine {
             })
         })
         .await?;
-        let parse = |s: &str| {
-            Digest::parse(s).map_err(|e| Error::internal(format!("bad digest {s}: {e}")))
-        };
+        let parse =
+            |s: &str| Digest::parse(s).map_err(|e| Error::internal(format!("bad digest {s}: {e}")));
         let diff_id = parse(&d.diff_id)?;
         let mut diff_ids = config
             .diff_ids()
@@ -339,7 +361,10 @@ impl Engine {
         let upper = rec.layer_dir.join("upper");
         blocking(move || {
             diff::changes(&upper, &lowers, &skip).map_err(|e| {
-                Error::internal(format!("failed to read the changes of {}: {e}", upper.display()))
+                Error::internal(format!(
+                    "failed to read the changes of {}: {e}",
+                    upper.display()
+                ))
             })
         })
         .await
@@ -369,7 +394,11 @@ impl Engine {
                 .iter()
                 .map(|k| self.images.snapshots().fs_path(k))
                 .collect();
-            let (u, w, r) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"), root.clone());
+            let (u, w, r) = (
+                rec.layer_dir.join("upper"),
+                rec.layer_dir.join("work"),
+                root.clone(),
+            );
             blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
         }
         let r = root.clone();

@@ -340,7 +340,11 @@ pub struct Change {
 /// other a new path. A directory copied up only because something inside
 /// it changed is reported (as Docker does) only when something below it
 /// is, or when its mode or owner changed. Blocking.
-pub fn changes(upper: &Path, lowers: &[PathBuf], skip: &HashSet<PathBuf>) -> io::Result<Vec<Change>> {
+pub fn changes(
+    upper: &Path,
+    lowers: &[PathBuf],
+    skip: &HashSet<PathBuf>,
+) -> io::Result<Vec<Change>> {
     let nodes = walk(upper, Form::Upper, skip)?;
     let mut kinds = Vec::with_capacity(nodes.len());
     let mut shown: HashSet<&Path> = HashSet::new();

@@ -200,7 +200,12 @@ impl SnapshotStore {
     }
 
     /// Writes `info` into the finished temp dir and renames it into place.
-    fn finish(&self, key: &str, temp: TempDir, info: SnapshotInfo) -> Result<SnapshotInfo, StorageError> {
+    fn finish(
+        &self,
+        key: &str,
+        temp: TempDir,
+        info: SnapshotInfo,
+    ) -> Result<SnapshotInfo, StorageError> {
         let info_path = temp.path.join(INFO_FILE);
         let json = serde_json::to_vec(&info).expect("SnapshotInfo serializes");
         fs::write(&info_path, json).map_err(StorageError::io("write", info_path))?;

@@ -35,9 +35,8 @@ impl Engine {
             })
         })
         .await?;
-        let parse = |s: &str| {
-            Digest::parse(s).map_err(|e| Error::internal(format!("bad digest {s}: {e}")))
-        };
+        let parse =
+            |s: &str| Digest::parse(s).map_err(|e| Error::internal(format!("bad digest {s}: {e}")));
         Ok(StepLayer {
             file: Spooled {
                 path,

@@ -67,7 +67,11 @@ impl ImageService {
     }
 
     /// The layers of `parent` (from the content store) and `layer`.
-    fn child_layers(&self, parent: Option<&ImageRecord>, layer: Option<StepLayer>) -> Vec<LoadLayer> {
+    fn child_layers(
+        &self,
+        parent: Option<&ImageRecord>,
+        layer: Option<StepLayer>,
+    ) -> Vec<LoadLayer> {
         let mut layers: Vec<LoadLayer> = parent
             .into_iter()
             .flat_map(|p| &p.layers)

@@ -82,12 +82,5 @@ pub fn copy_upper(upper: &Path, skip: &HashSet<PathBuf>, dest: &Path) -> io::Res
 
 fn set_mtime(target: &Path, meta: &fs::Metadata) -> io::Result<()> {
     let t = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    utimensat(
-        None,
-        target,
-        &t,
-        &t,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(io::Error::from)
+    utimensat(None, target, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
 }

@@ -54,7 +54,10 @@ fn upper(dir: &Path) {
 }
 
 fn skip() -> HashSet<PathBuf> {
-    ["etc/hosts", "proc"].into_iter().map(PathBuf::from).collect()
+    ["etc/hosts", "proc"]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect()
 }
 
 fn entries(gz: &[u8]) -> Vec<(String, tar::EntryType, u32, Vec<(String, Vec<u8>)>, String)> {
@@ -209,7 +212,10 @@ fn the_snapshot_copy_equals_the_unpacked_layer() {
     copy_upper(&u, &skip(), &copied).unwrap();
     let (a, b) = (summary(&unpacked), summary(&copied));
     assert_eq!(a, b);
-    assert!(a.iter().any(|l| l.starts_with("etc/gone 20000 0:0 rdev=0")), "{a:#?}");
+    assert!(
+        a.iter().any(|l| l.starts_with("etc/gone 20000 0:0 rdev=0")),
+        "{a:#?}"
+    );
     assert!(
         a.iter()
             .any(|l| l.starts_with("uopq ") && l.contains("trusted.overlay.opaque")),
@@ -256,7 +262,7 @@ fn changes_against_the_lower_layers() {
     fs::write(u.join("new/sub/f"), "f").unwrap();
     fs::create_dir_all(u.join("usr/lib")).unwrap(); // copied up, nothing changed
     fs::write(u.join("etc/hosts"), "").unwrap(); // mount point
-    // A path hidden by a whiteout lower down is new again.
+                                                 // A path hidden by a whiteout lower down is new again.
     let top = t.path().join("top");
     fs::create_dir(&top).unwrap();
     whiteout(&top.join("hid"));
