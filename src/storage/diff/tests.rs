@@ -60,7 +60,10 @@ fn skip() -> HashSet<PathBuf> {
         .collect()
 }
 
-fn entries(gz: &[u8]) -> Vec<(String, tar::EntryType, u32, Vec<(String, Vec<u8>)>, String)> {
+/// One tar entry: path, type, mode, xattrs, link target.
+type Listed = (String, tar::EntryType, u32, Vec<(String, Vec<u8>)>, String);
+
+fn entries(gz: &[u8]) -> Vec<Listed> {
     let mut out = Vec::new();
     let mut a = tar::Archive::new(flate2::read::GzDecoder::new(gz));
     for e in a.entries().unwrap() {
