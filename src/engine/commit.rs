@@ -275,6 +275,12 @@ impl Engine {
             .register_child(config.to_bytes(), Some(&image), Some(layer), o.names)
             .await;
         self.images.release_snapshots(&hold);
+        if made.is_err() {
+            // The snapshot made for the layer is referenced by nothing now.
+            if let Err(e) = self.images.gc().await {
+                tracing::warn!(error = %e, "failed to collect an unfinished commit");
+            }
+        }
         let made = made?;
         self.emit_container("commit", &rec, &[("comment", &o.comment)]);
         Ok(made)
