@@ -234,7 +234,7 @@ impl Engine {
         if paused_here {
             self.set_paused(id, true).await?;
         }
-        let layer = self.diff_layer(&rec, &image, &config).await;
+        let layer = self.diff_layer(&rec, &image).await;
         if paused_here {
             if let Err(e) = self.set_paused(id, false).await {
                 tracing::warn!(container = id, error = %e, "failed to resume a container after commit");
@@ -293,11 +293,24 @@ impl Engine {
         &self,
         rec: &ContainerRecord,
         parent: &ImageRecord,
-        config: &ImageConfig,
     ) -> Result<(StepLayer, crate::image::service::Scratch, String), Error> {
-        let skip = mount_points(rec)?;
         let scratch = self.images.scratch()?;
         let path = scratch.path().join("layer.tar.gz");
+        let (layer, hold) = self.upper_layer(rec, Some(parent), path).await?;
+        Ok((layer, scratch, hold))
+    }
+
+    /// The writable layer of `rec` written at `path` as a gzip layer tar,
+    /// and copied into the snapshot of its chain id over `parent`'s layers,
+    /// so recording the image unpacks nothing. The snapshot is held under
+    /// the returned key: release it once the image is recorded.
+    pub(crate) async fn upper_layer(
+        &self,
+        rec: &ContainerRecord,
+        parent: Option<&ImageRecord>,
+        path: PathBuf,
+    ) -> Result<(StepLayer, String), Error> {
+        let skip = mount_points(rec)?;
         let upper = rec.layer_dir.join("upper");
         let (u, p, s) = (upper.clone(), path.clone(), skip.clone());
         let d = blocking(move || {
@@ -311,25 +324,16 @@ impl Engine {
         let parse =
             |s: &str| Digest::parse(s).map_err(|e| Error::internal(format!("bad digest {s}: {e}")));
         let diff_id = parse(&d.diff_id)?;
-        let mut diff_ids = config
-            .diff_ids()
-            .iter()
-            .map(|s| parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        if diff_ids.len() != parent.layers.len() {
-            return Err(Error::internal(format!(
-                "image {} lists {} layers but its config {}",
-                parent.id,
-                parent.layers.len(),
-                diff_ids.len()
-            )));
-        }
-        diff_ids.push(diff_id.clone());
-        let key = chain_ids(&diff_ids)
+        // The chain id of the new top, over the parent's top chain id.
+        let chain = match parent.and_then(|p| p.layers.last()) {
+            Some(top) => chain_ids(&[top.chain_id.clone(), diff_id.clone()]),
+            None => vec![diff_id.clone()],
+        };
+        let key = chain
             .last()
             .map(|c| c.hex().to_string())
             .unwrap_or_default();
-        let hold = format!("commit-{}-{}", rec.id, super::records::now_nanos());
+        let hold = format!("layer-{}-{}", rec.id, super::records::now_nanos());
         self.images.hold_snapshots(&hold, vec![key.clone()]);
         let snaps = self.images.snapshots().clone();
         let imported = blocking(move || {
@@ -351,7 +355,7 @@ impl Engine {
             diff_id,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
         };
-        Ok((layer, scratch, hold))
+        Ok((layer, hold))
     }
 
     /// What the writable layer of container `id` adds, changes and deletes.
