@@ -229,11 +229,17 @@ impl Engine {
         }
         apply_changes(&mut config, &changes)?;
 
-        let paused_here =
+        let wants_pause =
             o.pause && rec.state == super::records::ContainerState::Running && !rec.paused;
-        if paused_here {
-            self.set_paused(id, true).await?;
-        }
+        let paused_here = match wants_pause {
+            false => false,
+            true => match self.set_paused(id, true).await {
+                Ok(()) => true,
+                // It exited meanwhile: nothing is writing, no pause needed.
+                Err(_) if self.running(id).is_err() => false,
+                Err(e) => return Err(e),
+            },
+        };
         let layer = self.diff_layer(&rec, &image).await;
         if paused_here {
             if let Err(e) = self.set_paused(id, false).await {
