@@ -285,7 +285,9 @@ pub fn write_layer<W: Write>(
 ) -> io::Result<LayerDiff> {
     let nodes = walk(upper, Form::Upper, skip)?;
     let compressed = Hashing::new(io::BufWriter::with_capacity(256 << 10, out));
-    let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::fast());
+    // gzip's default level, as Docker compresses layers: level 1 (zlib-rs's
+    // "quick" strategy, static Huffman trees) barely shrinks text-like data.
+    let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
     let plain = write_tar(&nodes, Form::Upper, Hashing::new(gz))?;
     let diff_id = plain.digest();
     let mut compressed = plain.inner.finish()?;
