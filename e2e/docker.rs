@@ -4,6 +4,7 @@
 
 mod attach;
 mod build;
+mod commit;
 mod compose;
 mod connect;
 mod containers;

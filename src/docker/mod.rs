@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod commit;
 pub mod containers;
 pub mod create;
 pub mod error;
@@ -101,6 +102,7 @@ pub fn router(docker: Shared) -> Router {
         .merge(images::routes())
         .merge(registry::routes())
         .merge(build::routes())
+        .merge(commit::routes())
         .merge(create::routes())
         .merge(containers::routes())
         .merge(logs::routes())

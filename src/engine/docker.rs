@@ -287,7 +287,7 @@ pub fn dockershim_name(rec: &ContainerRecord, pod: Option<&PodRecord>) -> String
 }
 
 /// True when `path` is a mount point (listed in /proc/self/mountinfo).
-fn is_mounted(path: &std::path::Path) -> bool {
+pub(crate) fn is_mounted(path: &std::path::Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };

@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod build;
 pub mod checkpoint;
+pub mod commit;
 pub mod container;
 pub mod dns;
 pub mod docker;

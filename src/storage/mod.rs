@@ -16,6 +16,7 @@
 //! the temp directories a crash leaves behind.
 
 pub mod compression;
+pub mod diff;
 mod resolve;
 pub mod snapshot;
 #[cfg(test)]

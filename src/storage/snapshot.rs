@@ -168,10 +168,47 @@ impl SnapshotStore {
                 blob: blob.to_path_buf(),
                 source,
             })?;
+        self.finish(key, temp, info)
+    }
+
+    /// Makes snapshot `key` from a container's upper dir `upper` (without
+    /// the relative paths in `skip`) by copying its tree, whiteouts and
+    /// opaque directories in overlay form, so the layer written from the
+    /// same dir needs no unpack. Appears whole or not at all, as
+    /// [`Self::unpack`]; an existing `key` is kept. Blocking.
+    pub fn import_upper(
+        &self,
+        key: &str,
+        upper: &Path,
+        skip: &std::collections::HashSet<PathBuf>,
+    ) -> Result<SnapshotInfo, StorageError> {
+        check_key(key)?;
+        if self.exists(key) {
+            return self.info(key);
+        }
+        let temp = TempDir::create(self.temp_path(key))?;
+        let fs_dir = temp.path.join(FS_DIR);
+        make_dir(&fs_dir, 0o755)?;
+        super::diff::copy_upper(upper, skip, &fs_dir)
+            .map_err(StorageError::io("copy the writable layer", upper))?;
+        let totals = tree::measure(&fs_dir).map_err(StorageError::io("measure", &fs_dir))?;
+        let info = SnapshotInfo {
+            bytes: totals.apparent,
+            inodes: totals.inodes,
+        };
+        self.finish(key, temp, info)
+    }
+
+    /// Writes `info` into the finished temp dir and renames it into place.
+    fn finish(
+        &self,
+        key: &str,
+        temp: TempDir,
+        info: SnapshotInfo,
+    ) -> Result<SnapshotInfo, StorageError> {
         let info_path = temp.path.join(INFO_FILE);
         let json = serde_json::to_vec(&info).expect("SnapshotInfo serializes");
         fs::write(&info_path, json).map_err(StorageError::io("write", info_path))?;
-
         let dest = self.root.join(key);
         match fs::rename(&temp.path, &dest) {
             Ok(()) => {

@@ -270,6 +270,9 @@ const ROUTES: &[(&str, &str, BodyKind)] = &[
     ("POST", "/containers/{id}/attach", BodyKind::None),
     ("POST", "/containers/{id}/resize", BodyKind::None),
     ("POST", "/containers/{id}/exec", BodyKind::Json),
+    ("GET", "/containers/{id}/changes", BodyKind::None),
+    ("GET", "/containers/{id}/export", BodyKind::None),
+    ("POST", "/commit", BodyKind::Json),
     ("GET", "/containers/{id}/archive", BodyKind::None),
     ("HEAD", "/containers/{id}/archive", BodyKind::None),
     ("PUT", "/containers/{id}/archive", BodyKind::Tar),
@@ -346,6 +349,10 @@ const PARAMS: &[&str] = &[
     "one-shot",
     "changes",
     "platform",
+    "container",
+    "pause",
+    "comment",
+    "author",
 ];
 
 /// Percent-encodes everything but unreserved characters.
@@ -368,6 +375,8 @@ fn query_value(r: &mut Rng, name: &str, t: &Targets) -> String {
             .pick(&["v1", "latest", "", "nosuch", "sha256:zz"])
             .to_string(),
         "fromSrc" => r.pick(&["-", "", "nonsense"]).to_string(),
+        "container" if r.chance(50) => r.pick(&t.containers).clone(),
+        "pause" => r.pick(&["0", "1", "false", "maybe", ""]).to_string(),
         "filters" => r
             .pick(&[
                 "{\"label\":[\"x\"]}",

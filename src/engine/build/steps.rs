@@ -395,7 +395,7 @@ impl Engine {
             });
         }
         let layer_path = b.scratch.path().join(format!("{}.tar.gz", &ran.id[..12]));
-        let layer = self.container_layer(&ran.id, &layer_path).await;
+        let layer = self.container_layer(&ran.id, &image, &layer_path).await;
         if b.opts.rm || b.opts.force_rm || layer.is_err() {
             self.discard_build_pod(&ran.pod_id).await;
             b.progress
@@ -405,7 +405,10 @@ impl Engine {
                 )))
                 .await;
         }
-        self.record_step(st, &created_by, Some(layer?), key).await
+        let (layer, hold) = layer?;
+        let recorded = self.record_step(st, &created_by, Some(layer), key).await;
+        self.images.release_snapshots(&hold);
+        recorded
     }
 
     /// WORKDIR: the directory is made (a layer) when the parent lacks it.

@@ -46,6 +46,32 @@ impl ImageService {
         layer: Option<StepLayer>,
         key: String,
     ) -> Result<ImageRecord, Error> {
+        let layers = self.child_layers(parent, layer);
+        self.register_into(config, layers, None, Target::Build(key))
+            .await
+    }
+
+    /// Records an image (`docker commit`): `config` over `parent`'s layers
+    /// and `layer`, named `names`. A snapshot already made for the new
+    /// layer's chain id is used as it is.
+    pub async fn register_child(
+        &self,
+        config: Vec<u8>,
+        parent: Option<&ImageRecord>,
+        layer: Option<StepLayer>,
+        names: Vec<String>,
+    ) -> Result<ImageRecord, Error> {
+        let layers = self.child_layers(parent, layer);
+        self.register_into(config, layers, None, Target::Images(names))
+            .await
+    }
+
+    /// The layers of `parent` (from the content store) and `layer`.
+    fn child_layers(
+        &self,
+        parent: Option<&ImageRecord>,
+        layer: Option<StepLayer>,
+    ) -> Vec<LoadLayer> {
         let mut layers: Vec<LoadLayer> = parent
             .into_iter()
             .flat_map(|p| &p.layers)
@@ -64,8 +90,7 @@ impl ImageService {
                 media_type: l.media_type,
             });
         }
-        self.register_into(config, layers, None, Target::Build(key))
-            .await
+        layers
     }
 
     /// Every build step's image.
