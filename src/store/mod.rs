@@ -5,8 +5,12 @@
 //!
 //! redb refuses every write after an I/O error (a full disk during a commit)
 //! until the database is opened again; the store then reopens it (redb
-//! repairs on open), so the daemon's metadata works again as soon as there
-//! is space — the failed transaction itself is lost, never half-applied.
+//! repairs on open), so the daemon's metadata works again — the failed
+//! transaction itself is lost, never half-applied. A reserve file beside the
+//! database (`<db>.reserve`, 4 MiB) is given up before such a reopen, so the
+//! repair and the records that follow (a container's exit, the removals
+//! that free space) have room on a full disk; it is made again once the
+//! filesystem has room.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -74,10 +78,53 @@ pub struct Store {
     path: PathBuf,
     /// `None` while a reopen after an I/O error has not succeeded yet.
     db: Mutex<Option<Arc<Database>>>,
+    /// When a missing reserve file was last looked at.
+    reserve_checked: Mutex<Option<Instant>>,
 }
 
 /// How long a reopen waits for transactions still running on the old handle.
 const REOPEN_WAIT: Duration = Duration::from_secs(2);
+/// Space kept back for the database on a full disk.
+const RESERVE_BYTES: u64 = 4 << 20;
+/// How often a missing reserve is looked at again.
+const RESERVE_RETRY: Duration = Duration::from_secs(30);
+
+fn reserve_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".reserve");
+    PathBuf::from(p)
+}
+
+/// Makes the reserve file if it is missing and the filesystem has room for
+/// it four times over; true when it is there.
+fn ensure_reserve(db: &Path) -> bool {
+    let path = reserve_path(db);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+        return true;
+    }
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let room = nix::sys::statvfs::statvfs(dir)
+        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+        .unwrap_or(0);
+    if room < 4 * RESERVE_BYTES {
+        return false;
+    }
+    let made = std::fs::File::create(&path).and_then(|f| {
+        // Real blocks, not a sparse file: the point is to hold the space.
+        nix::fcntl::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            RESERVE_BYTES as i64,
+        )
+        .map_err(std::io::Error::from)?;
+        f.sync_all()
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    made.is_ok()
+}
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {
     let db = Database::create(path).map_err(|e| StoreError::Open {
@@ -110,9 +157,11 @@ impl Store {
     /// Opens (creating) the database file and its tables.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = open_db(path)?;
+        let reserved = ensure_reserve(path);
         Ok(Store {
             path: path.to_path_buf(),
             db: Mutex::new(Some(Arc::new(db))),
+            reserve_checked: Mutex::new((!reserved).then(Instant::now)),
         })
     }
 
@@ -126,6 +175,7 @@ impl Store {
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
         }
+        let _ = std::fs::remove_file(reserve_path(&self.path));
         let db = Arc::new(open_db(&self.path)?);
         tracing::info!(path = %self.path.display(), "metadata database reopened");
         *slot = Some(db.clone());
@@ -153,6 +203,14 @@ impl Store {
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(old);
+        // Room for redb's repair and the next records, on a full disk.
+        if std::fs::remove_file(reserve_path(&self.path)).is_ok() {
+            tracing::warn!("metadata database reserve given up for the reopen");
+            *self
+                .reserve_checked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
         match open_db(&self.path) {
             Ok(db) => {
                 tracing::warn!(path = %self.path.display(), "metadata database reopened after an I/O error");
@@ -218,7 +276,28 @@ impl Store {
             }
             return Err(err.into());
         }
+        self.restore_reserve();
         Ok(out)
+    }
+
+    /// Makes the reserve file again once there is room (looked at every
+    /// [`RESERVE_RETRY`] while it is missing).
+    fn restore_reserve(&self) {
+        let mut checked = self
+            .reserve_checked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *checked {
+            None => {}
+            Some(at) if at.elapsed() < RESERVE_RETRY => {}
+            Some(_) => {
+                *checked = if ensure_reserve(&self.path) {
+                    None
+                } else {
+                    Some(Instant::now())
+                };
+            }
+        }
     }
 }
 
