@@ -260,6 +260,29 @@ networks:
     let port2 = port_of(&e, d, "web", "2");
     assert_ne!(port, port2);
     assert_eq!(http_get(port2).as_deref(), Some(token.as_str()));
+    // The service name resolves, through the embedded DNS, to both
+    // replicas on the project network (busybox's nslookup).
+    let ip_of = |c: &str| {
+        e.docker(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            c,
+        ])
+        .ok()
+        .out()
+        .trim()
+        .to_string()
+    };
+    let (ip1, ip2) = (ip_of("berthc_web_1"), ip_of("berthc_web_2"));
+    assert!(!ip1.is_empty() && !ip2.is_empty() && ip1 != ip2);
+    let looked = ok(compose(&e, d, &["exec", "-T", "client", "nslookup", "web"]));
+    for ip in [&ip1, &ip2] {
+        assert!(
+            looked.stdout.contains(&format!("Address: {ip}")),
+            "web resolves to {ip}: {looked:?}"
+        );
+    }
 
     // stop / start / restart.
     ok(compose(&e, d, &["stop"]));

@@ -68,8 +68,8 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     net.install();
     let routes = must("ip", &["-4", "route", "show", "table", "all"]);
     assert!(
-        !routes.contains("10.89.78."),
-        "the host already routes 10.89.78.0/24, which this test needs:\n{routes}"
+        !routes.contains("10.89.93."),
+        "the host already routes 10.89.93.0/24, which this test needs:\n{routes}"
     );
     let extra = format!(
         "{}docker:\n  dns:\n    upstreams: [\"{}\"]\n",
@@ -84,7 +84,7 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
             "create",
             "--internal",
             "--subnet",
-            "10.89.78.0/24",
+            "10.89.93.0/24",
             "dnsnet",
         ])
         .ok()
@@ -110,7 +110,7 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     on_net("client", None);
     let (web, db) = (ip_of(&e, "web"), ip_of(&e, "db"));
     assert!(
-        web.starts_with("10.89.78.") && db.starts_with("10.89.78."),
+        web.starts_with("10.89.93.") && db.starts_with("10.89.93."),
         "{web} {db}"
     );
 
