@@ -42,13 +42,20 @@ pub fn config_yaml(dir: &Path, extra: &str) -> String {
     // A caller's `docker:` keys join the default section, unless they name
     // their own socket (then the caller's section is the whole of it).
     let (docker_extra, extra) = take_section(extra, "docker:");
+    // `docker search` of a plain term asks the configured index: in tests a
+    // loopback port nothing listens on, never the public index.
+    let search = if docker_extra.contains("search_index:") {
+        ""
+    } else {
+        "  search_index: \"http://127.0.0.1:9\"\n"
+    };
     let docker = if docker_extra
         .lines()
         .any(|l| l.trim_start().starts_with("socket:"))
     {
-        format!("docker:\n{docker_extra}")
+        format!("docker:\n{search}{docker_extra}")
     } else {
-        format!("docker:\n  socket: {d}/state/docker.sock\n{docker_extra}")
+        format!("docker:\n  socket: {d}/state/docker.sock\n{search}{docker_extra}")
     };
     let extra = extra.as_str();
     let cni = if has_cni_section(extra) {
