@@ -183,6 +183,7 @@ impl Engine {
             cgroups_path: self.cgroups_path(&pod.cgroup_parent, &id),
             paused: false,
             health,
+            restart_count: 0,
         };
         self.images.hold_snapshots(&id, rec.held_snapshots());
         let lowers: Vec<PathBuf> = rec

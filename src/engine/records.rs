@@ -217,6 +217,10 @@ pub struct ContainerRecord {
     /// The Docker health check (image's merged with the create request's).
     #[serde(default)]
     pub health: Option<super::health::HealthConfig>,
+    /// Restarts by the Docker restart policy since the user last started
+    /// it (Docker's `RestartCount`); records of older berths read as 0.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 impl ContainerRecord {
