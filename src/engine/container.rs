@@ -491,18 +491,26 @@ impl Engine {
                     warn!(container = %id, error = %e, "failed to send the stop signal");
                 }
             }
+            self.emit_container("kill", &rec, &[("signal", &signal)]);
             if self.wait_exit(&rec, timeout).await {
-                self.refreshed(id)?;
-                return Ok(());
+                return self.stopped(id);
             }
         }
         let _ = oci.kill(id, "KILL", true).await;
+        self.emit_container("kill", &rec, &[("signal", "KILL")]);
         if !self.wait_exit(&rec, KILL_WAIT).await {
             return Err(Error::internal(format!(
                 "container {id} did not exit after SIGKILL"
             )));
         }
-        self.refreshed(id)?;
+        self.stopped(id)
+    }
+
+    /// After a stop: records the exit (publishing `die`), then `stop`.
+    fn stopped(&self, id: &str) -> Result<(), Error> {
+        if let Some(rec) = self.refreshed(id)? {
+            self.emit_container("stop", &rec, &[]);
+        }
         Ok(())
     }
 
@@ -702,13 +710,31 @@ impl Engine {
         cmd: Vec<String>,
         timeout: Option<Duration>,
     ) -> Result<crate::engine::oci::Output, Error> {
-        let exec = self.prepare_exec(id, cmd, false, None)?;
+        let action = |verb: &str| format!("{verb}: {}", cmd.join(" "));
+        let exec_id = new_id();
+        let exec = self.prepare_exec(id, cmd.clone(), false, None)?;
+        // Docker's exec events, as for `docker exec` (whichever door ran it).
+        let rec = self.container(id).ok();
+        let emit = |action: &str, extra: &[(&str, &str)]| {
+            if let Some(rec) = &rec {
+                let mut attrs = vec![("execID", exec_id.as_str())];
+                attrs.extend_from_slice(extra);
+                self.emit_container(action, rec, &attrs);
+            }
+        };
+        emit(&action("exec_create"), &[]);
+        emit(&action("exec_start"), &[]);
         let out = exec
             .runtime
             .exec_sync(id, &exec.process_path, &exec.pid_path, timeout)
             .await;
         let _ = std::fs::remove_file(&exec.process_path);
         let _ = std::fs::remove_file(&exec.pid_path);
+        let code = match &out {
+            Ok(o) if !o.timed_out => o.exit_code.to_string(),
+            _ => "-1".to_string(),
+        };
+        emit("exec_die", &[("exitCode", &code)]);
         out
     }
 

@@ -15,6 +15,7 @@ pub mod events;
 pub mod exec;
 pub mod features;
 pub mod health;
+pub mod images;
 pub mod inspect;
 pub mod networks;
 pub mod oci;
