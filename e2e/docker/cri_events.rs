@@ -85,6 +85,9 @@ async fn cri_operations_appear_once_in_docker_events() {
     assert_eq!(one("image", "delete")[2], image_id);
     // The order Docker gives them.
     let pos = |action: &str| lines.iter().position(|f| f.get(1) == Some(&action));
-    assert!(pos("kill") < pos("die") && pos("die") < pos("stop"), "{ev:?}");
+    assert!(
+        pos("kill") < pos("die") && pos("die") < pos("stop"),
+        "{ev:?}"
+    );
     assert!(pos("untag") < pos("delete"), "{ev:?}");
 }

@@ -478,6 +478,8 @@ impl Engine {
                 Some(s) => s.trim_start_matches("SIG").to_string(),
                 None => self.stop_signal(&rec).await,
             };
+            // Published before the signal goes: the `die` it causes follows.
+            self.emit_container("kill", &rec, &[("signal", &signal)]);
             // The stop signal goes to the container's init only (as `crun
             // kill` without --all does): straight from here when it has a
             // plain name, saving a runtime process on every stop.
@@ -491,13 +493,12 @@ impl Engine {
                     warn!(container = %id, error = %e, "failed to send the stop signal");
                 }
             }
-            self.emit_container("kill", &rec, &[("signal", &signal)]);
             if self.wait_exit(&rec, timeout).await {
                 return self.stopped(id);
             }
         }
-        let _ = oci.kill(id, "KILL", true).await;
         self.emit_container("kill", &rec, &[("signal", "KILL")]);
+        let _ = oci.kill(id, "KILL", true).await;
         if !self.wait_exit(&rec, KILL_WAIT).await {
             return Err(Error::internal(format!(
                 "container {id} did not exit after SIGKILL"
@@ -509,9 +510,17 @@ impl Engine {
     /// After a stop: records the exit (publishing `die`), then `stop`.
     fn stopped(&self, id: &str) -> Result<(), Error> {
         if let Some(rec) = self.refreshed(id)? {
+            // Whoever recorded the exit has published `die` once this is held.
+            drop(self.exit_ordered());
             self.emit_container("stop", &rec, &[]);
         }
         Ok(())
+    }
+
+    fn exit_ordered(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.exit_order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Removes a container, killing it if it still runs. Removing a missing
@@ -676,13 +685,16 @@ impl Engine {
             rec.paused = false;
             // Not under the container's lock (exit watchers call this): a
             // removal may have deleted the record since it was read.
-            match self.put_exit_if_present(&rec)? {
-                None => return Ok(None),
-                Some(false) => return Ok(Some(rec)),
-                Some(true) => {}
+            {
+                let _order = self.exit_ordered();
+                match self.put_exit_if_present(&rec)? {
+                    None => return Ok(None),
+                    Some(false) => return Ok(Some(rec)),
+                    Some(true) => {}
+                }
+                let code = rec.exit_code.to_string();
+                self.emit_container("die", &rec, &[("exitCode", &code)]);
             }
-            let code = rec.exit_code.to_string();
-            self.emit_container("die", &rec, &[("exitCode", &code)]);
             self.pod_networks_changed(&rec.pod_id);
         }
         Ok(Some(rec))

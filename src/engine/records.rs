@@ -346,6 +346,42 @@ mod tests {
     }
 
     #[test]
+    fn container_records_without_a_restart_count_read_as_zero() {
+        let rec = ContainerRecord {
+            id: "c".into(),
+            pod_id: "p".into(),
+            config: ContainerConfig::default(),
+            image_id: String::new(),
+            image_name: String::new(),
+            snapshots: vec![],
+            volume_snapshots: vec![],
+            runtime_handler: String::new(),
+            state: ContainerState::Exited,
+            created_at: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 3,
+            reason: String::new(),
+            message: String::new(),
+            dir: PathBuf::new(),
+            layer_dir: PathBuf::new(),
+            log_path: None,
+            pid: None,
+            monitor: None,
+            cgroups_path: String::new(),
+            paused: false,
+            health: None,
+            restart_count: 2,
+        };
+        let mut v = serde_json::to_value(&rec).unwrap();
+        let kept: ContainerRecord = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(kept.restart_count, 2);
+        v.as_object_mut().unwrap().remove("restart_count");
+        let old: ContainerRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(old.restart_count, 0);
+    }
+
+    #[test]
     fn own_process_is_alive_and_ids_are_unique() {
         let me = ProcessId::of(std::process::id() as i32).unwrap();
         assert!(me.alive());
