@@ -9,6 +9,7 @@ mod compose;
 mod connect;
 mod containers;
 mod cp;
+mod cri_events;
 mod dns;
 mod exec;
 mod exit_codes;

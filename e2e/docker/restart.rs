@@ -72,3 +72,63 @@ async fn containers_survive_a_daemon_kill_and_restart() {
     assert_eq!(e.docker(&["wait", "keeper"]).ok().out(), "137");
     e.docker(&["rm", "keeper"]).ok();
 }
+
+/// `RestartCount` counts the restarts by the restart policy (kept in the
+/// container's record, so a daemon restart keeps it); `on-failure:2` stops
+/// after two, and a start by the user sets the count back to 0, as Docker.
+#[tokio::test]
+async fn restart_count_is_recorded_and_bounds_on_failure() {
+    let mut e = DockerEnv::new("").await;
+    e.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "counted",
+        "--restart",
+        "on-failure:2",
+        &e.busybox,
+        "sh",
+        "-c",
+        "echo attempt; exit 3",
+    ])
+    .ok();
+    assert_eq!(settled(&e, 3).await, 3, "one run and two restarts");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        counted_state(&e),
+        ("exited 3 2".to_string(), 3),
+        "no third restart"
+    );
+    // The count is in the record: a daemon restart keeps it.
+    e.d.restart().await;
+    assert_eq!(counted_state(&e), ("exited 3 2".to_string(), 3));
+    // The user's start resets it: two more policy restarts follow.
+    e.docker(&["start", "counted"]).ok();
+    assert_eq!(settled(&e, 6).await, 6);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted_state(&e), ("exited 3 2".to_string(), 6));
+    e.docker(&["rm", "counted"]).ok();
+}
+
+/// `counted`'s "status exit-code restart-count" and how many runs it logged.
+fn counted_state(e: &DockerEnv) -> (String, usize) {
+    let st = e.docker(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}",
+        "counted",
+    ]);
+    let runs = e.docker(&["logs", "counted"]).stdout.lines().count();
+    (st.out().to_string(), runs)
+}
+
+/// Waits until `counted` is exited after two policy restarts with at least
+/// `want_runs` runs logged; returns the runs.
+async fn settled(e: &DockerEnv, want_runs: usize) -> usize {
+    wait_until("the policy restarts", Duration::from_secs(60), || {
+        let (st, runs) = counted_state(e);
+        let r = (st == "exited 3 2" && runs >= want_runs).then_some(runs);
+        async move { r }
+    })
+    .await
+}

@@ -177,8 +177,7 @@ impl ImageService for Images {
             .map_err(|e| crate::cri::engine_status(&op, e))?;
         let rec = self
             .engine
-            .images
-            .pull_for(&name, &creds, &platform)
+            .pull_image(&name, &creds, &platform)
             .instrument(info_span!("pull_image", image = %name, %platform))
             .await
             .map_err(|e| image_status(&op, e))?;
@@ -195,8 +194,7 @@ impl ImageService for Images {
         let name = image_name(req.image.as_ref())?;
         // Removing an image that is already gone succeeds (CRI: idempotent).
         self.engine
-            .images
-            .remove(name)
+            .remove_image(name)
             .instrument(info_span!("remove_image", image = %name))
             .await
             .map_err(|e| image_status(&format!("failed to remove image {name:?}"), e))?;

@@ -294,9 +294,6 @@ async fn stop_running(
     d.engine
         .stop_container_with(&rec.id, stop_timeout(rec, t), signal)
         .await?;
-    if let Some(r) = d.engine.refreshed(&rec.id)? {
-        d.engine.emit_container("stop", &r, &[]);
-    }
     Ok(true)
 }
 

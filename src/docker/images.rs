@@ -24,7 +24,6 @@ use serde_json::{json, Map, Value};
 use super::error::Query;
 pub use super::filters::{check_filter_keys, parse_filters};
 use super::{time, ApiError, ApiVersion, Shared};
-use crate::engine::events::Event;
 use crate::image::{ImageRecord, Reference};
 
 pub fn routes() -> Router<Shared> {
@@ -113,10 +112,7 @@ pub fn short_id(id: &str) -> String {
 
 /// Emits an image event with Docker's attributes.
 pub(crate) fn emit(docker: &Shared, action: &str, id: &str, name: &str) {
-    docker
-        .engine
-        .events
-        .emit(Event::new("image", action, id).with("name", name));
+    docker.engine.emit_image(action, id, name);
 }
 
 /// One line of a JSON message stream.

@@ -654,7 +654,7 @@ pub async fn inspect(d: &Shared, rec: &ContainerRecord, size: bool) -> Result<Va
         "HostsPath": file(pod.as_ref().and_then(|p| p.hosts.as_ref())),
         "LogPath": file(rec.log_path.as_ref()),
         "Name": format!("/{name}"),
-        "RestartCount": 0,
+        "RestartCount": rec.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
         "MountLabel": "",

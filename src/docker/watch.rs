@@ -4,7 +4,7 @@
 //! notices (immediate for monitors this daemon started) and, for monitors
 //! from before a restart, by looking at running containers every second.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,8 +23,6 @@ pub struct Watcher {
     rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     /// Containers the user stopped: restart policies leave them alone.
     stopped: Mutex<HashSet<String>>,
-    /// on-failure restarts so far, per container.
-    restarts: Mutex<HashMap<String, i64>>,
 }
 
 impl Default for Watcher {
@@ -34,7 +32,6 @@ impl Default for Watcher {
             tx,
             rx: Mutex::new(Some(rx)),
             stopped: Mutex::new(HashSet::new()),
-            restarts: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -141,16 +138,14 @@ async fn handle_exit(d: &Shared, id: &str) {
     let restart = match policy.name.as_str() {
         "always" | "unless-stopped" => !by_user,
         "on-failure" if rec.exit_code != 0 && !by_user => {
-            let mut counts = d.watcher.restarts.lock().expect("watcher lock");
-            let n = counts.entry(id.to_string()).or_insert(0);
-            *n += 1;
-            policy.maximum_retry_count <= 0 || *n <= policy.maximum_retry_count
+            policy.maximum_retry_count <= 0
+                || i64::from(rec.restart_count) < policy.maximum_retry_count
         }
         _ => false,
     };
     if restart {
         info!(container = %id, policy = %policy.name, "restarting container by its restart policy");
-        match d.engine.restart_container(id).await {
+        match d.engine.restart_by_policy(id).await {
             Ok(()) => d.watch(id),
             Err(e) => warn!(container = %id, error = %e, "restart by policy failed"),
         }

@@ -183,6 +183,7 @@ impl Engine {
             cgroups_path: self.cgroups_path(&pod.cgroup_parent, &id),
             paused: false,
             health,
+            restart_count: 0,
         };
         self.images.hold_snapshots(&id, rec.held_snapshots());
         let lowers: Vec<PathBuf> = rec
@@ -477,6 +478,8 @@ impl Engine {
                 Some(s) => s.trim_start_matches("SIG").to_string(),
                 None => self.stop_signal(&rec).await,
             };
+            // Published before the signal goes: the `die` it causes follows.
+            self.emit_container("kill", &rec, &[("signal", &signal)]);
             // The stop signal goes to the container's init only (as `crun
             // kill` without --all does): straight from here when it has a
             // plain name, saving a runtime process on every stop.
@@ -491,18 +494,33 @@ impl Engine {
                 }
             }
             if self.wait_exit(&rec, timeout).await {
-                self.refreshed(id)?;
-                return Ok(());
+                return self.stopped(id);
             }
         }
+        self.emit_container("kill", &rec, &[("signal", "KILL")]);
         let _ = oci.kill(id, "KILL", true).await;
         if !self.wait_exit(&rec, KILL_WAIT).await {
             return Err(Error::internal(format!(
                 "container {id} did not exit after SIGKILL"
             )));
         }
-        self.refreshed(id)?;
+        self.stopped(id)
+    }
+
+    /// After a stop: records the exit (publishing `die`), then `stop`.
+    fn stopped(&self, id: &str) -> Result<(), Error> {
+        if let Some(rec) = self.refreshed(id)? {
+            // Whoever recorded the exit has published `die` once this is held.
+            drop(self.exit_ordered());
+            self.emit_container("stop", &rec, &[]);
+        }
         Ok(())
+    }
+
+    fn exit_ordered(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.exit_order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Removes a container, killing it if it still runs. Removing a missing
@@ -667,13 +685,16 @@ impl Engine {
             rec.paused = false;
             // Not under the container's lock (exit watchers call this): a
             // removal may have deleted the record since it was read.
-            match self.put_exit_if_present(&rec)? {
-                None => return Ok(None),
-                Some(false) => return Ok(Some(rec)),
-                Some(true) => {}
+            {
+                let _order = self.exit_ordered();
+                match self.put_exit_if_present(&rec)? {
+                    None => return Ok(None),
+                    Some(false) => return Ok(Some(rec)),
+                    Some(true) => {}
+                }
+                let code = rec.exit_code.to_string();
+                self.emit_container("die", &rec, &[("exitCode", &code)]);
             }
-            let code = rec.exit_code.to_string();
-            self.emit_container("die", &rec, &[("exitCode", &code)]);
             self.pod_networks_changed(&rec.pod_id);
         }
         Ok(Some(rec))
@@ -701,13 +722,31 @@ impl Engine {
         cmd: Vec<String>,
         timeout: Option<Duration>,
     ) -> Result<crate::engine::oci::Output, Error> {
-        let exec = self.prepare_exec(id, cmd, false, None)?;
+        let action = |verb: &str| format!("{verb}: {}", cmd.join(" "));
+        let exec_id = new_id();
+        let exec = self.prepare_exec(id, cmd.clone(), false, None)?;
+        // Docker's exec events, as for `docker exec` (whichever door ran it).
+        let rec = self.container(id).ok();
+        let emit = |action: &str, extra: &[(&str, &str)]| {
+            if let Some(rec) = &rec {
+                let mut attrs = vec![("execID", exec_id.as_str())];
+                attrs.extend_from_slice(extra);
+                self.emit_container(action, rec, &attrs);
+            }
+        };
+        emit(&action("exec_create"), &[]);
+        emit(&action("exec_start"), &[]);
         let out = exec
             .runtime
             .exec_sync(id, &exec.process_path, &exec.pid_path, timeout)
             .await;
         let _ = std::fs::remove_file(&exec.process_path);
         let _ = std::fs::remove_file(&exec.pid_path);
+        let code = match &out {
+            Ok(o) if !o.timed_out => o.exit_code.to_string(),
+            _ => "-1".to_string(),
+        };
+        emit("exec_die", &[("exitCode", &code)]);
         out
     }
 

@@ -121,8 +121,20 @@ impl Engine {
     }
 
     /// Starts an exited container again with the same rootfs, spec, monitor
-    /// settings and log file (Docker's `start` of a stopped container).
+    /// settings and log file (Docker's `start` of a stopped container). A
+    /// start by the user sets the restart count back to 0, as Docker's does.
     pub async fn restart_container(&self, id: &str) -> Result<(), Error> {
+        self.start_again(id, false).await
+    }
+
+    /// Starts an exited container again by its restart policy: as
+    /// [`Engine::restart_container`], counting the restart in the record
+    /// (Docker's `RestartCount`, which `on-failure:N` compares with N).
+    pub async fn restart_by_policy(&self, id: &str) -> Result<(), Error> {
+        self.start_again(id, true).await
+    }
+
+    async fn start_again(&self, id: &str, by_policy: bool) -> Result<(), Error> {
         {
             let _g = self.locks.lock(id).await;
             let rec = self
@@ -135,6 +147,15 @@ impl Engine {
                 )));
             }
             crate::metrics::global().monitor_event("restart");
+            let restart_count = if by_policy {
+                rec.restart_count.saturating_add(1)
+            } else {
+                0
+            };
+            let rec = ContainerRecord {
+                restart_count,
+                ..rec
+            };
             if let Err(e) = self.recreate(rec).await {
                 self.cancel_attach_waiters(id);
                 return Err(e);

@@ -16,6 +16,7 @@ pub mod events;
 pub mod exec;
 pub mod features;
 pub mod health;
+pub mod images;
 pub mod inspect;
 pub mod networks;
 pub mod oci;
@@ -199,6 +200,9 @@ pub struct Engine {
     /// or how one ended that recorded no exit (killed, panicked) — the
     /// reason its container is then reported with.
     monitor_fates: container::MonitorFates,
+    /// Held while an exit is recorded and its `die` published, so that an
+    /// operation that finds the container exited publishes after `die`.
+    exit_order: std::sync::Mutex<()>,
     /// Attaches waiting for a container's next monitor (see [`attach`]).
     attach_waiters: attach::AttachWaiters,
     /// The embedded DNS server of user networks (see [`dns`]).
@@ -274,6 +278,7 @@ impl Engine {
             monitor_exits: tokio::sync::broadcast::channel(256).0,
             pod_cidr: std::sync::Mutex::new(None),
             monitor_fates: Default::default(),
+            exit_order: Default::default(),
             attach_waiters: Default::default(),
             dns,
         };

@@ -217,6 +217,10 @@ pub struct ContainerRecord {
     /// The Docker health check (image's merged with the create request's).
     #[serde(default)]
     pub health: Option<super::health::HealthConfig>,
+    /// Restarts by the Docker restart policy since the user last started
+    /// it (Docker's `RestartCount`); records of older berths read as 0.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 impl ContainerRecord {
@@ -339,6 +343,42 @@ mod tests {
         assert_eq!(p.gateways, ["10.1.0.1"]);
         p.set_attachments(vec![]);
         assert!(!p.network_attached && p.ips.is_empty() && p.gateways.is_empty());
+    }
+
+    #[test]
+    fn container_records_without_a_restart_count_read_as_zero() {
+        let rec = ContainerRecord {
+            id: "c".into(),
+            pod_id: "p".into(),
+            config: ContainerConfig::default(),
+            image_id: String::new(),
+            image_name: String::new(),
+            snapshots: vec![],
+            volume_snapshots: vec![],
+            runtime_handler: String::new(),
+            state: ContainerState::Exited,
+            created_at: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 3,
+            reason: String::new(),
+            message: String::new(),
+            dir: PathBuf::new(),
+            layer_dir: PathBuf::new(),
+            log_path: None,
+            pid: None,
+            monitor: None,
+            cgroups_path: String::new(),
+            paused: false,
+            health: None,
+            restart_count: 2,
+        };
+        let mut v = serde_json::to_value(&rec).unwrap();
+        let kept: ContainerRecord = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(kept.restart_count, 2);
+        v.as_object_mut().unwrap().remove("restart_count");
+        let old: ContainerRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(old.restart_count, 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_filter_keys, emit, familiar, find_image, parse_filters, short_id};
+use super::{check_filter_keys, familiar, find_image, parse_filters, short_id};
 use crate::docker::error::{flag, Query};
 use crate::docker::{time, ApiError, Shared};
 use crate::engine::records::ContainerState;
@@ -218,13 +218,11 @@ async fn apply(
     for s in steps {
         match s {
             Step::Untag(name) => {
-                docker.engine.images.untag(&name).await?;
-                emit(docker, "untag", id, id);
+                docker.engine.untag_image(&name).await?;
                 out.push(json!({"Untagged": familiar(&name)}));
             }
             Step::Delete => {
-                docker.engine.images.remove(id).await?;
-                emit(docker, "delete", id, id);
+                docker.engine.delete_image(id).await?;
                 out.push(json!({"Deleted": id}));
             }
         }
