@@ -179,22 +179,8 @@ impl Cni {
         let mut handled = false;
         for (path, rec) in &found {
             let Some(rec) = rec else { continue };
-            let net = NetworkConfigList::from_value(rec.config.clone(), path)?;
-            let call = Call {
-                net: &net,
-                container_id,
-                ifname: &rec.if_name,
-                netns: netns.clone(),
-                args: cni_args(&rec.cni_args)?,
-                capabilities: &rec.capabilities,
-            };
-            self.run_chain(CniCommand::Del, &call, rec.result.as_ref())
+            self.del_recorded(container_id, path.clone(), rec, netns.clone())
                 .await?;
-            blocking({
-                let path = path.clone();
-                move || cache::remove(&path)
-            })
-            .await?;
             handled = true;
         }
         if !handled {
@@ -238,19 +224,33 @@ impl Cni {
             let Some(rec) = rec.filter(|r| r.if_name == ifname) else {
                 continue;
             };
-            let net = NetworkConfigList::from_value(rec.config.clone(), &path)?;
-            let call = Call {
-                net: &net,
-                container_id,
-                ifname: &rec.if_name,
-                netns: netns.clone(),
-                args: cni_args(&rec.cni_args)?,
-                capabilities: &rec.capabilities,
-            };
-            self.run_chain(CniCommand::Del, &call, rec.result.as_ref())
+            self.del_recorded(container_id, path, &rec, netns.clone())
                 .await?;
-            blocking(move || cache::remove(&path)).await?;
         }
+        Ok(())
+    }
+
+    /// DEL of one recorded attachment with the input recorded at its ADD,
+    /// then its record (cache file at `path`) goes.
+    async fn del_recorded(
+        &self,
+        container_id: &str,
+        path: PathBuf,
+        rec: &CachedAttachment,
+        netns: String,
+    ) -> Result<(), CniError> {
+        let net = NetworkConfigList::from_value(rec.config.clone(), &path)?;
+        let call = Call {
+            net: &net,
+            container_id,
+            ifname: &rec.if_name,
+            netns,
+            args: cni_args(&rec.cni_args)?,
+            capabilities: &rec.capabilities,
+        };
+        self.run_chain(CniCommand::Del, &call, rec.result.as_ref())
+            .await?;
+        blocking(move || cache::remove(&path)).await?;
         Ok(())
     }
 

@@ -243,22 +243,26 @@ fn append<W: Write>(
     }
 }
 
-/// Hashes and counts what passes through.
-struct Hashing<W> {
-    inner: W,
+/// Hashes (sha256) and counts what passes through to `inner`: a layer's
+/// digest and size on the compressed side, its diff id on the plain side.
+pub struct Hashing<W> {
+    pub inner: W,
     hasher: sha2::Sha256,
-    n: u64,
+    /// Bytes written through.
+    pub n: u64,
 }
 
 impl<W> Hashing<W> {
-    fn new(inner: W) -> Self {
+    pub fn new(inner: W) -> Self {
         Hashing {
             inner,
             hasher: sha2::Sha256::default(),
             n: 0,
         }
     }
-    fn digest(&self) -> String {
+
+    /// `sha256:<hex>` of what was written so far.
+    pub fn digest(&self) -> String {
         format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
     }
 }

@@ -15,8 +15,9 @@ use crate::build::context::{resolve_in, walk};
 use crate::build::ignore::{clean, Ignore};
 use crate::build::Error as InputError;
 use crate::image::archive::Spooled;
-use crate::image::digest::Hasher;
+use crate::image::digest::{Digest, Hasher};
 use crate::image::service::StepLayer;
+use crate::storage::diff::Hashing;
 
 /// What an entry of the new layer is.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,39 +219,12 @@ pub fn content_digest(entries: &[Entry]) -> Result<String, InputError> {
     Ok(h.finish().to_string())
 }
 
-/// Hashes what passes through.
-struct Hashing<W> {
-    inner: W,
-    hasher: Hasher,
-    n: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes `entries` as a gzip-compressed layer tar at `path`.
 pub fn write_layer(entries: &[Entry], path: &Path) -> io::Result<StepLayer> {
     let file = File::create(path)?;
-    let compressed = Hashing {
-        inner: io::BufWriter::new(file),
-        hasher: Hasher::default(),
-        n: 0,
-    };
+    let compressed = Hashing::new(io::BufWriter::new(file));
     let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::fast());
-    let plain = Hashing {
-        inner: gz,
-        hasher: Hasher::default(),
-        n: 0,
-    };
+    let plain = Hashing::new(gz);
     let mut b = tar::Builder::new(plain);
     for e in entries {
         let mut h = tar::Header::new_gnu();
@@ -278,14 +252,15 @@ pub fn write_layer(entries: &[Entry], path: &Path) -> io::Result<StepLayer> {
         }
     }
     let plain = b.into_inner()?;
-    let diff_id = plain.hasher.finish();
+    let digest = |h: String| Digest::parse(&h).map_err(io::Error::other);
+    let diff_id = digest(plain.digest())?;
     let mut compressed = plain.inner.finish()?;
     compressed.flush()?;
     Ok(StepLayer {
         file: Spooled {
             path: path.to_path_buf(),
             size: compressed.n,
-            digest: compressed.hasher.finish(),
+            digest: digest(compressed.digest())?,
         },
         diff_id,
         media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
