@@ -496,14 +496,23 @@ pub async fn send_raw(
     cut_short: bool,
 ) -> Result<(u16, String), &'static str> {
     let go = async {
-        let mut s = UnixStream::connect(socket).await.map_err(|_| "connect")?;
-        // A server that answers before reading all of a big body may
-        // close early: what it answered still counts.
-        let _ = s.write_all(req).await;
-        if cut_short {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = s.shutdown().await;
-        }
+        let s = UnixStream::connect(socket).await.map_err(|_| "connect")?;
+        let (mut s, mut wr) = s.into_split();
+        // Written while the answer is read, as HTTP clients do: a server
+        // may answer (a stream such as /events) without reading a big body
+        // it has no use for, and would then never see the end of it. What it
+        // answered counts, whether or not it read all of the body.
+        let req = req.to_vec();
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&req).await;
+            if cut_short {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = wr.shutdown().await;
+            }
+            // Kept open until the answer is read.
+            wr
+        });
+        let _writer = AbortOnDrop(writer);
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 16 * 1024];
         let head_end = loop {
@@ -541,6 +550,15 @@ pub async fn send_raw(
         .unwrap_or(Err("timeout"))
 }
 
+/// Aborts a task (and drops what it holds) when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs `count` Docker requests (stopping at `limit`) into `tally`.
 pub async fn fuzz_docker(
     socket: &Path,
@@ -556,7 +574,8 @@ pub async fn fuzz_docker(
             break;
         }
         let (req, label, cut_short) = docker_request(r, t);
-        match send_raw(socket, &req, cut_short).await {
+        let answer = send_raw(socket, &req, cut_short).await;
+        match answer {
             Ok((code, body)) => {
                 let class = match code {
                     501 => "docker 501 (not built)".to_string(),
