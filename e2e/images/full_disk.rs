@@ -19,11 +19,13 @@ use crate::support::pods;
 /// the ~50 MB image (blobs plus unpacked layers) does not.
 const ROOT_MIB: u64 = 40;
 
-/// A tmpfs mounted over a directory, lazily unmounted on drop.
-struct Tmpfs(PathBuf);
+/// A tmpfs mounted over a directory (the root of the daemon living in
+/// `.1`), lazily unmounted on drop — after, for a failed test, ending what
+/// the daemon left running there.
+struct Tmpfs(PathBuf, PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, mib: u64) -> Tmpfs {
+    fn mount(at: &Path, mib: u64, daemon_dir: &Path) -> Tmpfs {
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0711")])
             .arg("tmpfs")
@@ -31,7 +33,7 @@ impl Tmpfs {
             .status()
             .expect("run mount");
         assert!(st.success(), "mount a tmpfs at {}", at.display());
-        Tmpfs(at.to_path_buf())
+        Tmpfs(at.to_path_buf(), daemon_dir.to_path_buf())
     }
 
     /// Bytes used on the filesystem.
@@ -43,6 +45,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
+        crate::support::host::scrub(&self.1);
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
@@ -84,7 +87,7 @@ async fn full_disk_fails_pulls_and_writes_cleanly_and_recovers() {
     let saved = root.with_extension("before-tmpfs");
     std::fs::rename(&root, &saved).expect("move the root aside");
     std::fs::create_dir(&root).expect("new root dir");
-    let fs = Tmpfs::mount(&root, ROOT_MIB);
+    let fs = Tmpfs::mount(&root, ROOT_MIB, e.d.dir());
     copy_tree(&saved, &root);
     e.d.restart().await;
     let mut c = e.d.image_client().await;
