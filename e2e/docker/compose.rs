@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::network::testnet::{Plugins, TestNet};
 use crate::support::docker::{run, DockerEnv, Run};
-use crate::support::net::{iptables_save, links, must, veths, Ours};
+use crate::support::net::{free_subnets, iptables_save, links, veths, Ours};
 
 const PROJECT: &str = "berthc";
 
@@ -123,11 +123,7 @@ async fn compose_project_up_scale_restart_and_down() {
     })
     .await;
     net.install();
-    let routes = must("ip", &["-4", "route", "show", "table", "all"]);
-    assert!(
-        !routes.contains("10.89.91."),
-        "the host already routes 10.89.91.0/24, which this test needs:\n{routes}"
-    );
+    free_subnets(&["10.89.91."]);
     let veths_before = veths();
     let e = DockerEnv::new(&net.yaml()).await;
     let token = crate::support::pods::unique("compose-web");

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use crate::network::testnet::{Plugins, TestNet};
 use crate::support::docker::DockerEnv;
-use crate::support::net::{iptables_save, links, must, Ours};
+use crate::support::net::{free_subnets, iptables_save, links, Ours};
 
 /// The host's lines of iptables-save that name one of `nets`.
 fn rules_of(nets: &[&Ours]) -> Vec<String> {
@@ -27,17 +27,6 @@ fn rules_of(nets: &[&Ours]) -> Vec<String> {
     .collect();
     v.sort();
     v
-}
-
-/// Fails when the host already routes one of the /24s a test needs.
-fn free_subnets(prefixes: &[&str]) {
-    let routes = must("ip", &["-4", "route", "show", "table", "all"]);
-    for p in prefixes {
-        assert!(
-            !routes.contains(p),
-            "the host already routes {p}0/24, which this test needs:\n{routes}"
-        );
-    }
 }
 
 /// A user network made with `docker network create --internal`; its id and

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use crate::network::testnet::{Plugins, TestNet};
 use crate::support::dns::Upstream;
 use crate::support::docker::DockerEnv;
-use crate::support::net::{iptables_save, must, Ours};
+use crate::support::net::{free_subnets, iptables_save, Ours};
 
 /// The addresses `nslookup -type=a <name>` in container `ctr` printed
 /// (the server's own lines left out), and whether it succeeded.
@@ -66,11 +66,7 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     })
     .await;
     net.install();
-    let routes = must("ip", &["-4", "route", "show", "table", "all"]);
-    assert!(
-        !routes.contains("10.89.93."),
-        "the host already routes 10.89.93.0/24, which this test needs:\n{routes}"
-    );
+    free_subnets(&["10.89.93."]);
     let extra = format!(
         "{}docker:\n  dns:\n    upstreams: [\"{}\"]\n",
         net.yaml(),

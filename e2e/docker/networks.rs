@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::network::testnet::{Plugins, TestNet};
 use crate::support::docker::DockerEnv;
-use crate::support::net::{iptables_save, links, must, Ours};
+use crate::support::net::{free_subnets, iptables_save, links, Ours};
 
 /// Networks made and removed without a container: nothing on the host
 /// changes (a bridge appears only when a pod joins), so no lock is needed.
@@ -147,11 +147,7 @@ async fn containers_on_a_user_network_reach_each_other() {
     })
     .await;
     net.install();
-    let routes = must("ip", &["-4", "route", "show", "table", "all"]);
-    assert!(
-        !routes.contains("10.89.77."),
-        "the host already routes 10.89.77.0/24, which this test needs:\n{routes}"
-    );
+    free_subnets(&["10.89.77."]);
     let before_ipt = [
         iptables_save("iptables-save"),
         iptables_save("ip6tables-save"),

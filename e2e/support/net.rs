@@ -39,6 +39,18 @@ pub fn must(cmd: &str, args: &[&str]) -> String {
     run(cmd, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Fails when the host already routes one of the /24s a test needs
+/// (`prefixes` like `"10.89.91."`).
+pub fn free_subnets(prefixes: &[&str]) {
+    let routes = must("ip", &["-4", "route", "show", "table", "all"]);
+    for p in prefixes {
+        assert!(
+            !routes.contains(p),
+            "the host already routes {p}0/24, which this test needs:\n{routes}"
+        );
+    }
+}
+
 /// `iptables-save` (or `ip6tables-save`) without comments and counters.
 /// A listing that lacks a chain's declaration (seen right after a network
 /// namespace's first nf_tables change) is taken again.
