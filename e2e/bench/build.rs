@@ -13,16 +13,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::stats::{ms, percentile};
+
 use support::docker::{run, DockerEnv};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 fn report(what: &str, v: &mut [Duration]) {
     v.sort();

@@ -12,13 +12,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::stats::percentile;
+
 use k8s_cri::v1::{ListPodSandboxMetricsRequest, ListPodSandboxStatsRequest};
 use support::{catalog, cri, daemon::Berthd, pods, registry::TestRegistry, short_tempdir};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn report(what: &str, v: &mut [Duration]) {
     v.sort();

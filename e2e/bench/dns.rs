@@ -21,21 +21,14 @@ mod support;
 mod testnet;
 
 use std::net::{Ipv4Addr, UdpSocket};
+
 use std::time::{Duration, Instant};
+use support::stats::{ms, percentile};
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use support::dns::Upstream;
 use support::docker::DockerEnv;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 fn report(what: &str, v: &[Duration]) {
     println!(

@@ -25,16 +25,9 @@ mod testnet;
 
 use std::time::{Duration, Instant};
 
+use support::stats::{ms, percentile};
+
 use support::docker::DockerEnv;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Runs `args` `n` times; returns the sorted wall times.
 fn time_cli(e: &DockerEnv, args: &[&str], n: usize) -> Vec<Duration> {

@@ -19,6 +19,7 @@ pub mod layers;
 pub mod net;
 pub mod pods;
 pub mod registry;
+pub mod stats;
 pub mod sweep;
 
 use std::fs::File;
