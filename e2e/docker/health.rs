@@ -192,6 +192,18 @@ async fn a_failing_check_turns_unhealthy_and_a_slow_one_is_killed_at_its_timeout
         "300",
     ])
     .ok();
+    let h = wait_status(&e, "bad", "unhealthy").await;
+    assert!(h["FailingStreak"].as_i64().unwrap() >= 2, "{h}");
+    for entry in h["Log"].as_array().unwrap() {
+        assert_eq!(entry["ExitCode"], 3, "{h}");
+        assert_eq!(entry["Output"], "oops\n", "{h}");
+    }
+    let st = status_of(&e, "bad");
+    assert!(st.ends_with("(unhealthy)"), "{st}");
+    assert_eq!(ps_names(&e, "health=unhealthy"), ["bad"]);
+
+    // Started once the filter is checked: with a 1 s timeout and one retry it
+    // is unhealthy within seconds, and would be listed too.
     e.docker(&[
         "run",
         "-d",
@@ -210,15 +222,6 @@ async fn a_failing_check_turns_unhealthy_and_a_slow_one_is_killed_at_its_timeout
         "300",
     ])
     .ok();
-    let h = wait_status(&e, "bad", "unhealthy").await;
-    assert!(h["FailingStreak"].as_i64().unwrap() >= 2, "{h}");
-    for entry in h["Log"].as_array().unwrap() {
-        assert_eq!(entry["ExitCode"], 3, "{h}");
-        assert_eq!(entry["Output"], "oops\n", "{h}");
-    }
-    let st = status_of(&e, "bad");
-    assert!(st.ends_with("(unhealthy)"), "{st}");
-    assert_eq!(ps_names(&e, "health=unhealthy"), ["bad"]);
 
     // Three timed-out probes later at most the current one runs: each was
     // killed at its timeout.
