@@ -580,6 +580,10 @@ impl Engine {
             pending.push(task);
         }
         self.cancel_attach_waiters(id);
+        self.monitor_fates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
         self.emit_container("destroy", &rec, &[]);
         self.pod_networks_changed(&rec.pod_id);
         if image_gone {
@@ -643,32 +647,47 @@ impl Engine {
             // running has nothing holding its stdio or waiting for its
             // exit: it is killed (as containerd does when a shim dies).
             None if monitor_gone => {
-                let killed = rec.pid.filter(|p| p.alive()).is_some_and(|p| {
-                    nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p.pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    )
-                    .is_ok()
-                });
-                let how = {
-                    let mut fates = self.monitor_fates.lock().unwrap_or_else(|p| p.into_inner());
-                    match fates.get(id) {
-                        // Gone but not yet reaped and judged by its waiter:
-                        // the next look decides.
-                        Some(None) => return Ok(Some(rec)),
-                        Some(Some(_)) => fates.remove(id).flatten(),
-                        None => None,
+                // Judged once, under the lock: two lookers at once (an exit
+                // watcher and a status call) tell the same fate, and only
+                // the first kills.
+                let mut fates = self.monitor_fates.lock().unwrap_or_else(|p| p.into_inner());
+                let how = match fates.get(id) {
+                    // Gone but not yet reaped and judged by its waiter: the
+                    // next look decides.
+                    Some(MonitorFate::Watched) => return Ok(Some(rec)),
+                    Some(MonitorFate::Judged { code, message }) => Err((*code, message.clone())),
+                    Some(MonitorFate::Died(how)) => Ok(how.clone()),
+                    None => Ok("exited without recording an exit status".into()),
+                };
+                let (code, message) = match how {
+                    Err(judged) => judged,
+                    Ok(how) => {
+                        let killed = rec.pid.filter(|p| p.alive()).is_some_and(|p| {
+                            nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(p.pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            )
+                            .is_ok()
+                        });
+                        let judged = if killed {
+                            (137, format!("the container's monitor {how}; the container was killed, as nothing held its stdio or could record its exit"))
+                        } else {
+                            (255, format!("the container's monitor {how}"))
+                        };
+                        if let Some(fate) = fates.get_mut(id) {
+                            *fate = MonitorFate::Judged {
+                                code: judged.0,
+                                message: judged.1.clone(),
+                            };
+                        }
+                        judged
                     }
-                }
-                .unwrap_or_else(|| "exited without recording an exit status".into());
-                rec.exit_code = if killed { 137 } else { 255 };
+                };
+                drop(fates);
+                rec.exit_code = code;
                 rec.finished_at = now_nanos();
                 rec.reason = "MonitorDied".into();
-                rec.message = if killed {
-                    format!("the container's monitor {how}; the container was killed, as nothing held its stdio or could record its exit")
-                } else {
-                    format!("the container's monitor {how}")
-                };
+                rec.message = message;
                 warn!(container = %id, "{}", rec.message);
                 true
             }
@@ -688,9 +707,11 @@ impl Engine {
             {
                 let _order = self.exit_ordered();
                 match self.put_exit_if_present(&rec)? {
-                    None => return Ok(None),
-                    Some(false) => return Ok(Some(rec)),
-                    Some(true) => {}
+                    Recorded::Removed => return Ok(None),
+                    // Another looker recorded this exit first: its record is
+                    // the one told (its kill, its time, its words).
+                    Recorded::Already(cur) => return Ok(Some(*cur)),
+                    Recorded::Written => {}
                 }
                 let code = rec.exit_code.to_string();
                 self.emit_container("die", &rec, &[("exitCode", &code)]);
@@ -824,9 +845,9 @@ impl Engine {
             // Monitors whose create failed have no container to report on:
             // their fates are dropped once there are many.
             if f.len() >= 1024 {
-                f.retain(|_, fate| fate.is_none());
+                f.retain(|_, fate| matches!(fate, MonitorFate::Watched));
             }
-            f.insert(cfg.id.clone(), None);
+            f.insert(cfg.id.clone(), MonitorFate::Watched);
         }
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -842,7 +863,10 @@ impl Engine {
                     Some((event, how)) => {
                         crate::metrics::global().monitor_event(event);
                         warn!(container = %id, "the monitor {how}");
-                        f.insert(id.clone(), Some(how));
+                        // Unless the container was removed meanwhile.
+                        if let Some(fate) = f.get_mut(&id) {
+                            *fate = MonitorFate::Died(how);
+                        }
                     }
                     None => {
                         f.remove(&id);
@@ -888,21 +912,21 @@ impl Engine {
         }
     }
 
-    /// Writes an exit into `rec`'s record: `None` when the container was
-    /// removed meanwhile, `Some(false)` when this very exit is recorded
-    /// already (two lookers saw it at once, an exit watcher and a `ps`: only
-    /// the first records it and announces "die"), `Some(true)` when written.
-    fn put_exit_if_present(&self, rec: &ContainerRecord) -> Result<Option<bool>, Error> {
+    /// Writes an exit into `rec`'s record, unless the container was removed
+    /// meanwhile or this very exit is recorded already (two lookers saw it at
+    /// once, an exit watcher and a `ps`: only the first records it and
+    /// announces "die").
+    fn put_exit_if_present(&self, rec: &ContainerRecord) -> Result<Recorded, Error> {
         let written = self.store.write(|w| {
             match w.get::<ContainerRecord>(CONTAINERS, &rec.id)? {
-                None => return Ok::<_, Error>(None),
+                None => return Ok::<_, Error>(Recorded::Removed),
                 Some(cur) if cur.state == ContainerState::Exited && cur.monitor == rec.monitor => {
-                    return Ok(Some(false))
+                    return Ok(Recorded::Already(Box::new(cur)))
                 }
                 Some(_) => {}
             }
             w.put(CONTAINERS, &rec.id, rec)?;
-            Ok(Some(true))
+            Ok(Recorded::Written)
         })?;
         Ok(written)
     }
@@ -920,10 +944,26 @@ impl Engine {
     }
 }
 
-/// Monitors this daemon started, by container id: `None` while one is
-/// watched, else how it ended without recording an exit.
+/// What became of an exit written by [`Engine::put_exit_if_present`].
+enum Recorded {
+    Written,
+    Removed,
+    Already(Box<ContainerRecord>),
+}
+
+/// Monitors this daemon started, by container id.
 pub(crate) type MonitorFates =
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>>;
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, MonitorFate>>>;
+
+/// What this daemon knows of a monitor it started.
+pub(crate) enum MonitorFate {
+    /// Running, or ended and not yet reaped.
+    Watched,
+    /// Ended without recording an exit, as the words say.
+    Died(String),
+    /// Its container's exit, decided by the first look after the death.
+    Judged { code: i32, message: String },
+}
 
 /// How a monitor that recorded no exit ended: the metric's event and words
 /// for the container's message; `None` for a clean exit.
