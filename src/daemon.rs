@@ -194,7 +194,7 @@ async fn start_docker(
         }
     };
     let mut tasks = vec![
-        tokio::spawn(crate::docker::watch::run(docker.clone(), stopped(stop))),
+        tokio::spawn(crate::engine::exits::run(engine.clone(), stopped(stop))),
         tokio::spawn(crate::engine::health::runner::run(
             engine.clone(),
             stopped(stop),

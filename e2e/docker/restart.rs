@@ -132,3 +132,86 @@ async fn settled(e: &DockerEnv, want_runs: usize) -> usize {
     })
     .await
 }
+
+/// Restart policies across a daemon restart, as Docker's daemon applies
+/// them: a stop by the user keeps an `unless-stopped` container down but
+/// not an `always` one (the daemon's start restarts it), and an `always`
+/// container whose process died while the daemon was down runs again
+/// (both with the count back at 0, as Docker's daemon start does).
+#[tokio::test]
+async fn restart_policies_apply_to_exits_seen_at_the_daemon_start() {
+    let mut e = DockerEnv::new("").await;
+    for (name, policy) in [
+        ("stopped-always", "always"),
+        ("stopped-unless", "unless-stopped"),
+        ("crashed-always", "always"),
+    ] {
+        e.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            &e.busybox,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    }
+    e.docker(&["stop", "-t", "0", "stopped-always", "stopped-unless"])
+        .ok();
+    let state = |e: &DockerEnv, n: &str| {
+        e.docker(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.RestartCount}}",
+            n,
+        ])
+        .ok()
+        .out()
+        .to_string()
+    };
+    // Stopped by the user: no restart while the daemon runs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(state(&e, "stopped-always"), "exited 0");
+    assert_eq!(state(&e, "stopped-unless"), "exited 0");
+    let crashed: i32 = e
+        .docker(&["inspect", "--format", "{{.State.Pid}}", "crashed-always"])
+        .ok()
+        .out()
+        .parse()
+        .expect("a pid");
+    e.d.kill9();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(crashed),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the container's process");
+    e.d.restart().await;
+    wait_until(
+        "the restarts at the daemon's start",
+        Duration::from_secs(30),
+        || {
+            let s = (state(&e, "stopped-always"), state(&e, "crashed-always"));
+            async move { (s.0 == "running 0" && s.1 == "running 0").then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(state(&e, "stopped-unless"), "exited 0");
+    let new_pid: i32 = e
+        .docker(&["inspect", "--format", "{{.State.Pid}}", "crashed-always"])
+        .ok()
+        .out()
+        .parse()
+        .expect("a pid");
+    assert_ne!(new_pid, crashed, "a new process");
+    e.docker(&[
+        "rm",
+        "-f",
+        "stopped-always",
+        "stopped-unless",
+        "crashed-always",
+    ])
+    .ok();
+}

@@ -19,7 +19,6 @@ use super::events::async_stream;
 use super::filters::{check_filter_keys, label_matches, parse_filters, Filters};
 use super::model;
 use super::{ApiError, Shared};
-use crate::engine::docker::OWNER_LABEL;
 use crate::engine::records::{ContainerRecord, ContainerState};
 
 pub fn routes() -> Router<Shared> {
@@ -41,12 +40,7 @@ pub fn routes() -> Router<Shared> {
 
 /// True when berth's Docker façade made this container (a one-container pod).
 pub fn docker_owned(d: &Shared, rec: &ContainerRecord) -> bool {
-    d.engine.pod(&rec.pod_id).is_ok_and(|p| {
-        p.config
-            .labels
-            .get(OWNER_LABEL)
-            .is_some_and(|o| o == "docker")
-    })
+    d.engine.owns_its_pod(rec)
 }
 
 #[derive(Deserialize)]
@@ -245,14 +239,13 @@ async fn start(State(d): State<Shared>, Path(id): Path<String>) -> Result<Respon
     };
     if let Err(e) = started {
         // Docker removes an AutoRemove container whose start failed.
-        if stored_request(&rec).is_some_and(|r| r.host_config.auto_remove) {
+        if rec.exit_policy.auto_remove {
             if let Err(re) = remove_container(&d, &rec).await {
                 warn!(container = %rec.id, error = %re, "failed to auto-remove a container whose start failed");
             }
         }
         return Err(start_error(&rec.id, e));
     }
-    d.watch(&rec.id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -287,7 +280,7 @@ async fn stop_running(
     if rec.state != ContainerState::Running {
         return Ok(false);
     }
-    d.stopped_by_user(&rec.id);
+    d.engine.mark_stopped_by_user(&rec.id).await?;
     if rec.paused {
         d.engine.set_paused(&rec.id, false).await?;
     }
@@ -334,7 +327,6 @@ async fn restart(
     if let Some(r) = d.engine.refreshed(&rec.id)? {
         d.engine.emit_container("restart", &r, &[]);
     }
-    d.watch(&rec.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -375,7 +367,7 @@ async fn kill(
         )));
     }
     if sig == "KILL" || sig == "TERM" || sig == "INT" {
-        d.stopped_by_user(&rec.id);
+        d.engine.mark_stopped_by_user(&rec.id).await?;
     }
     d.engine.kill_container(&rec.id, &sig).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -465,23 +457,7 @@ struct RemoveParams {
 
 /// Removes a container: a Docker-made one with its pod (network, files).
 pub async fn remove_container(d: &Shared, rec: &ContainerRecord) -> Result<(), ApiError> {
-    if docker_owned(d, rec) {
-        d.engine.remove_pod_sandbox(&rec.pod_id).await?;
-    } else {
-        d.engine.remove_container(&rec.id).await?;
-    }
-    let logs = d
-        .engine
-        .config
-        .root
-        .join("docker")
-        .join("logs")
-        .join(&rec.id);
-    if logs.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&logs) {
-            warn!(container = %rec.id, error = %e, "failed to remove the log directory");
-        }
-    }
+    d.engine.remove_container_and_pod(rec).await?;
     Ok(())
 }
 
@@ -499,7 +475,7 @@ async fn remove(
             d.engine.container_name(&rec)
         )));
     }
-    d.stopped_by_user(&rec.id);
+    d.engine.mark_stopped_by_user(&rec.id).await?;
     if rec.paused {
         d.engine.set_paused(&rec.id, false).await?;
     }
@@ -621,6 +597,11 @@ async fn update(
         v["HostConfig"]["RestartPolicy"] =
             json!({"Name": policy.name, "MaximumRetryCount": policy.maximum_retry_count});
         d.engine.set_docker_config(&rec.id, v.to_string()).await?;
+        let exit_policy = crate::engine::records::ExitPolicy {
+            restart: crate::docker::create::restart_of(policy),
+            ..rec.exit_policy.clone()
+        };
+        d.engine.set_exit_policy(&rec.id, exit_policy).await?;
         if !b.has_resources() {
             return Ok(Json(json!({"Warnings": []})));
         }

@@ -25,7 +25,7 @@ use crate::engine::docker::{
 };
 use crate::engine::health::HealthConfig;
 use crate::engine::networks::NetworkRequest;
-use crate::engine::records::new_id;
+use crate::engine::records::{new_id, ExitPolicy, Restart};
 
 mod mounts;
 mod request;
@@ -152,7 +152,7 @@ async fn create(
     }
     match d
         .engine
-        .create_docker_container(&pod_id, ctr_cfg, id.clone(), health)
+        .create_docker_container(&pod_id, ctr_cfg, id.clone(), health, exit_policy(&req))
         .await
     {
         Ok(_) => {}
@@ -173,6 +173,22 @@ async fn create(
         StatusCode::CREATED,
         Json(json!({"Id": id, "Warnings": warnings})),
     ))
+}
+
+/// What the engine does when the container exits: its restart policy
+/// (checked already) or its removal.
+fn exit_policy(req: &CreateRequest) -> ExitPolicy {
+    let p = req.host_config.restart_policy.clone().unwrap_or_default();
+    ExitPolicy {
+        restart: restart_of(&p),
+        auto_remove: req.host_config.auto_remove,
+    }
+}
+
+/// The engine's form of a (checked) Docker restart policy.
+pub fn restart_of(p: &RestartPolicy) -> Restart {
+    let max = u32::try_from(p.maximum_retry_count).unwrap_or(u32::MAX);
+    Restart::from_docker(&p.name, max).unwrap_or_default()
 }
 
 /// `ExtraHosts` (`host:ip` or `host=ip`) appended to the pod's /etc/hosts.

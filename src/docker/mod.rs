@@ -26,7 +26,6 @@ pub mod stats;
 pub mod system;
 pub mod time;
 pub mod volumes;
-pub mod watch;
 
 use std::sync::Arc;
 
@@ -46,7 +45,6 @@ pub const MIN_API_VERSION: &str = "1.24";
 pub struct Docker {
     pub engine: Arc<Engine>,
     pub execs: exec::Execs,
-    pub watcher: watch::Watcher,
 }
 
 pub type Shared = Arc<Docker>;
@@ -56,7 +54,6 @@ impl Docker {
         Arc::new(Docker {
             engine,
             execs: exec::Execs::default(),
-            watcher: watch::Watcher::default(),
         })
     }
 

@@ -9,7 +9,9 @@ use tokio::io::AsyncBufReadExt;
 use tracing::{debug, info, warn};
 
 use super::health::HealthConfig;
-use super::records::{new_id, now_nanos, ContainerRecord, ContainerState, PodState, ProcessId};
+use super::records::{
+    new_id, now_nanos, ContainerRecord, ContainerState, ExitPolicy, PodState, ProcessId,
+};
 use super::{rootfs, Engine, Error, CONTAINERS};
 use crate::monitor::{ExitStatus, MonitorConfig, Ready};
 use crate::runtime::{build_spec, SandboxFiles, SpecInputs};
@@ -42,8 +44,10 @@ impl Engine {
         config: ContainerConfig,
         id: String,
         health: Option<HealthConfig>,
+        exit_policy: ExitPolicy,
     ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, true, health).await
+        self.create_inner(pod_id, config, id, true, health, exit_policy)
+            .await
     }
 
     /// [`Engine::create_container`] with a chosen id (Docker names a
@@ -54,7 +58,8 @@ impl Engine {
         config: ContainerConfig,
         id: String,
     ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, false, None).await
+        self.create_inner(pod_id, config, id, false, None, ExitPolicy::default())
+            .await
     }
 
     async fn create_inner(
@@ -64,6 +69,7 @@ impl Engine {
         id: String,
         defer_exec_failure: bool,
         health: Option<HealthConfig>,
+        exit_policy: ExitPolicy,
     ) -> Result<String, Error> {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!("bad container id {id:?}")));
@@ -184,6 +190,8 @@ impl Engine {
             paused: false,
             health,
             restart_count: 0,
+            exit_policy,
+            stopped_by_user: false,
         };
         self.images.hold_snapshots(&id, rec.held_snapshots());
         let lowers: Vec<PathBuf> = rec

@@ -152,8 +152,11 @@ impl Engine {
             } else {
                 0
             };
+            // A start (the user's, or the daemon's for `always` at its own
+            // start) ends a stop by the user.
             let rec = ContainerRecord {
                 restart_count,
+                stopped_by_user: false,
                 ..rec
             };
             if let Err(e) = self.recreate(rec).await {

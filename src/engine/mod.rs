@@ -14,10 +14,12 @@ pub mod dns;
 pub mod docker;
 pub mod events;
 pub mod exec;
+pub mod exits;
 pub mod features;
 pub mod health;
 pub mod images;
 pub mod inspect;
+mod migrate;
 pub mod networks;
 pub mod oci;
 mod orphans;
@@ -157,6 +159,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Image(#[from] image::Error),
+    #[error("failed to migrate the records: {0}")]
+    Migrate(#[source] Error),
 }
 
 /// The daemon's state.
@@ -282,6 +286,7 @@ impl Engine {
             attach_waiters: Default::default(),
             dns,
         };
+        engine.migrate_records().map_err(EngineError::Migrate)?;
         // Logs the problem, if there is one.
         engine.runtime_problem();
         if let Err(e) = engine.reconcile_pods() {

@@ -221,6 +221,63 @@ pub struct ContainerRecord {
     /// it (Docker's `RestartCount`); records of older berths read as 0.
     #[serde(default)]
     pub restart_count: u32,
+    /// What the engine does when the container exits (Docker's restart
+    /// policy and `--rm`); CRI's containers keep the default, nothing.
+    #[serde(default)]
+    pub exit_policy: ExitPolicy,
+    /// Stopped or killed by its user since it last started: `always` waits
+    /// for a daemon start, `unless-stopped` for the user (Docker's
+    /// `HasBeenManuallyStopped`).
+    #[serde(default)]
+    pub stopped_by_user: bool,
+}
+
+/// A container's exit policy: a restart policy, or removal (`--rm`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitPolicy {
+    #[serde(default)]
+    pub restart: Restart,
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+/// Docker's restart policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum Restart {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    /// Restarted after a non-zero exit, at most `max_retries` times in a
+    /// row (0: without limit).
+    OnFailure {
+        max_retries: u32,
+    },
+}
+
+impl Restart {
+    /// Docker's policy name and retry count (`on-failure`, 3).
+    pub fn docker(&self) -> (&'static str, u32) {
+        match self {
+            Restart::No => ("no", 0),
+            Restart::Always => ("always", 0),
+            Restart::UnlessStopped => ("unless-stopped", 0),
+            Restart::OnFailure { max_retries } => ("on-failure", *max_retries),
+        }
+    }
+
+    /// The policy Docker names `name` (`""` is `no`), with `max_retries`
+    /// for on-failure; `None` for a name Docker does not know.
+    pub fn from_docker(name: &str, max_retries: u32) -> Option<Restart> {
+        Some(match name {
+            "" | "no" => Restart::No,
+            "always" => Restart::Always,
+            "unless-stopped" => Restart::UnlessStopped,
+            "on-failure" => Restart::OnFailure { max_retries },
+            _ => return None,
+        })
+    }
 }
 
 impl ContainerRecord {
@@ -263,6 +320,41 @@ pub fn new_id() -> String {
         b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
     }
     hex::encode(b)
+}
+
+#[cfg(test)]
+impl ContainerRecord {
+    /// A record with every field empty, for unit tests.
+    pub(crate) fn sample(id: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            pod_id: "p".into(),
+            config: ContainerConfig::default(),
+            image_id: String::new(),
+            image_name: String::new(),
+            snapshots: vec![],
+            volume_snapshots: vec![],
+            runtime_handler: String::new(),
+            state: ContainerState::Exited,
+            created_at: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            dir: PathBuf::new(),
+            layer_dir: PathBuf::new(),
+            log_path: None,
+            pid: None,
+            monitor: None,
+            cgroups_path: String::new(),
+            paused: false,
+            health: None,
+            restart_count: 0,
+            exit_policy: ExitPolicy::default(),
+            stopped_by_user: false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -346,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn container_records_without_a_restart_count_read_as_zero() {
+    fn container_records_of_older_berths_read_with_defaults() {
         let rec = ContainerRecord {
             id: "c".into(),
             pod_id: "p".into(),
@@ -372,13 +464,28 @@ mod tests {
             paused: false,
             health: None,
             restart_count: 2,
+            exit_policy: ExitPolicy {
+                restart: Restart::OnFailure { max_retries: 3 },
+                auto_remove: false,
+            },
+            stopped_by_user: true,
         };
         let mut v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(
+            v["exit_policy"]["restart"],
+            serde_json::json!({"name": "on-failure", "max_retries": 3})
+        );
         let kept: ContainerRecord = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(kept.restart_count, 2);
-        v.as_object_mut().unwrap().remove("restart_count");
+        assert_eq!(kept.exit_policy, rec.exit_policy);
+        assert!(kept.stopped_by_user);
+        for k in ["restart_count", "exit_policy", "stopped_by_user"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
         let old: ContainerRecord = serde_json::from_value(v).unwrap();
         assert_eq!(old.restart_count, 0);
+        assert_eq!(old.exit_policy, ExitPolicy::default());
+        assert!(!old.stopped_by_user);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub const TABLES: &[&str] = &[
     BUILD_IMAGES,
     BUILD_KEYS,
     HEALTH,
+    META,
 ];
 /// pod sandbox id → pod record
 pub const PODS: &str = "pods";
@@ -43,6 +44,8 @@ pub const IMAGE_REFS: &str = "image_refs";
 pub const BUILD_IMAGES: &str = "build_images";
 /// container id → the container's health check state (Docker `State.Health`)
 pub const HEALTH: &str = "health";
+/// `schema` → the version of the records' format (absent: 1)
+pub const META: &str = "meta";
 /// build cache key (parent id + instruction + content) → image id
 pub const BUILD_KEYS: &str = "build_keys";
 
