@@ -446,7 +446,6 @@ impl Engine {
         let rec = recorded?;
         self.reset_health(&rec)?;
         self.emit_container("start", &rec, &[]);
-        self.pod_networks_changed(&rec.pod_id);
         let since_create = (rec.started_at - rec.created_at).max(0) as u64;
         crate::metrics::global().observe_container_start(Duration::from_nanos(since_create));
         // An exit that happened during the start is recorded now ("die").
@@ -593,7 +592,6 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
         self.emit_container("destroy", &rec, &[]);
-        self.pod_networks_changed(&rec.pod_id);
         if image_gone {
             if let Err(e) = self.images.gc().await {
                 warn!(container = %id, error = %e, "failed to collect unused image content");
@@ -724,7 +722,6 @@ impl Engine {
                 let code = rec.exit_code.to_string();
                 self.emit_container("die", &rec, &[("exitCode", &code)]);
             }
-            self.pod_networks_changed(&rec.pod_id);
         }
         Ok(Some(rec))
     }

@@ -81,7 +81,6 @@ impl Engine {
             .insert(NAME_ANNOTATION.into(), name.to_string());
         self.put_container(&rec)?;
         self.emit_container("rename", &rec, &[("oldName", &format!("/{old}"))]);
-        self.pod_networks_changed(&rec.pod_id);
         Ok(())
     }
 

@@ -11,8 +11,8 @@
 //!
 //! Whenever the set of running endpoints of a network may have changed (an
 //! attachment added or removed, a container started, stopped or renamed),
-//! [`Engine::network_changed`] is called: the one place a name service for
-//! the network (embedded DNS) learns to re-read [`Engine::network_endpoints`].
+//! [`Engine::network_changed`] is called (the embedded DNS, `dns.rs`, then
+//! rebuilds that network's table from the records).
 
 use std::net::Ipv4Addr;
 
@@ -20,7 +20,7 @@ use k8s_cri::v1::PodSandboxConfig;
 use serde_json::Value;
 use tracing::info;
 
-use super::records::{ContainerState, NetworkAttachment, PodRecord, PodState};
+use super::records::{NetworkAttachment, PodRecord, PodState};
 use super::{Engine, Error, PODS};
 use crate::network::{Attachment, CniResult, NetworkConfigList, DEFAULT_IFNAME};
 
@@ -38,31 +38,6 @@ pub struct NetworkRequest {
     pub aliases: Vec<String>,
     /// The IPv4 address to give it (`--ip`), else host-local picks.
     pub ip: Option<Ipv4Addr>,
-}
-
-/// A running container's endpoint on a network (what a name service answers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkEndpoint {
-    pub container_id: String,
-    /// The container's Docker name (without `/`).
-    pub name: String,
-    /// The 12-character short id.
-    pub short_id: String,
-    pub aliases: Vec<String>,
-    pub ips: Vec<String>,
-}
-
-impl NetworkEndpoint {
-    /// Every name the endpoint answers to on its network: name, short id, aliases.
-    pub fn names(&self) -> Vec<String> {
-        let mut out = vec![self.name.clone(), self.short_id.clone()];
-        for a in &self.aliases {
-            if !out.contains(a) {
-                out.push(a.clone());
-            }
-        }
-        out
-    }
 }
 
 impl NetworkRequest {
@@ -261,49 +236,6 @@ impl Engine {
         self.network_changed(network);
         Ok(())
     }
-
-    /// The running containers attached to Docker network `network` (by
-    /// name), with every name they answer to there and their addresses on
-    /// it: what an embedded DNS server of that network resolves.
-    pub fn network_endpoints(&self, network: &str) -> Result<Vec<NetworkEndpoint>, Error> {
-        let pods: std::collections::HashMap<String, PodRecord> = self
-            .pods()?
-            .into_iter()
-            .map(|p| (p.id.clone(), p))
-            .collect();
-        let mut out = Vec::new();
-        for c in self.containers()? {
-            if c.state != ContainerState::Running {
-                continue;
-            }
-            let Some(pod) = pods.get(&c.pod_id) else {
-                continue;
-            };
-            for a in pod
-                .attachments()
-                .into_iter()
-                .filter(|a| a.network == network)
-            {
-                out.push(NetworkEndpoint {
-                    container_id: c.id.clone(),
-                    name: self.container_name(&c),
-                    short_id: c.id.chars().take(12).collect(),
-                    aliases: a.aliases,
-                    ips: a.ips,
-                });
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    /// [`Engine::network_changed`] for every network of a pod.
-    pub(crate) fn pod_networks_changed(&self, pod_id: &str) {
-        let Ok(pod) = self.pod(pod_id) else { return };
-        for a in pod.attachments() {
-            self.network_changed(&a.network);
-        }
-    }
 }
 
 /// The pinned netns of a pod that can take an attachment.
@@ -393,17 +325,5 @@ mod tests {
             NetworkRequest::from_pod_config(&cfg),
             Err(Error::InvalidArgument(_))
         ));
-    }
-
-    #[test]
-    fn endpoint_names_are_name_short_id_and_aliases() {
-        let e = NetworkEndpoint {
-            container_id: "0123456789abcdef".into(),
-            name: "web".into(),
-            short_id: "0123456789ab".into(),
-            aliases: vec!["www".into(), "web".into()],
-            ips: vec!["10.89.0.2".into()],
-        };
-        assert_eq!(e.names(), ["web", "0123456789ab", "www"]);
     }
 }
