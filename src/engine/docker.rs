@@ -257,6 +257,24 @@ impl Engine {
         self.put_container(&rec)
     }
 
+    /// A container's root, checked to be its mounted overlay (not the empty
+    /// directory under the bundle): what `docker cp` reads and writes.
+    pub fn mounted_rootfs(&self, rec: &ContainerRecord) -> Result<PathBuf, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let root = rec.rootfs();
+        let mounted = match (std::fs::metadata(&root), std::fs::metadata(&rec.dir)) {
+            (Ok(r), Ok(d)) => r.is_dir() && r.dev() != d.dev(),
+            _ => false,
+        };
+        if !mounted {
+            return Err(Error::FailedPrecondition(format!(
+                "the root filesystem of container {} is not mounted",
+                rec.id
+            )));
+        }
+        Ok(root)
+    }
+
     /// Appends `lines` to a pod's /etc/hosts (Docker's `ExtraHosts`).
     pub fn append_pod_hosts(&self, pod_id: &str, lines: &str) -> Result<(), Error> {
         use std::io::Write;

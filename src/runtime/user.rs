@@ -203,52 +203,16 @@ fn read_database(rootfs: &Path, rel: &str) -> Result<String, SpecError> {
 }
 
 /// Resolves `rel` under `root` with every symlink interpreted relative to
-/// `root` and `..` unable to climb above it (what containerd calls a secure join).
+/// `root` and `..` unable to climb above it (what containerd calls a secure
+/// join); a missing component is `NotFound`.
 pub(crate) fn resolve_in_root(root: &Path, rel: &Path) -> std::io::Result<PathBuf> {
-    use std::path::Component;
-    let mut pending: Vec<std::ffi::OsString> = rel
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
-    let mut links = 0;
-    while let Some(name) = pending.pop() {
-        if name == ".." {
-            resolved.pop();
-            continue;
-        }
-        let mut candidate = root.to_path_buf();
-        candidate.extend(&resolved);
-        candidate.push(&name);
-        let meta = std::fs::symlink_metadata(&candidate)?;
-        if !meta.file_type().is_symlink() {
-            resolved.push(name);
-            continue;
-        }
-        links += 1;
-        if links > 40 {
-            return Err(std::io::Error::other("too many levels of symbolic links"));
-        }
-        let target = std::fs::read_link(&candidate)?;
-        if target.is_absolute() {
-            resolved.clear();
-        }
-        for c in target.components().rev() {
-            match c {
-                Component::Normal(n) => pending.push(n.to_os_string()),
-                Component::ParentDir => pending.push("..".into()),
-                _ => {}
-            }
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.extend(&resolved);
-    Ok(out)
+    use crate::storage::scoped;
+    let host = scoped::host_path(
+        root,
+        &scoped::resolve(root, &scoped::clean_abs(&rel.to_string_lossy()), true)?,
+    );
+    std::fs::symlink_metadata(&host)?;
+    Ok(host)
 }
 
 /// Data lines of a colon-separated database: no blanks, no comments.

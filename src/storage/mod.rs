@@ -16,8 +16,10 @@
 //! the temp directories a crash leaves behind.
 
 pub mod compression;
+pub mod cp;
 pub mod diff;
 mod resolve;
+pub mod scoped;
 pub mod snapshot;
 #[cfg(test)]
 mod testutil;

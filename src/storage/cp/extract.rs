@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::{clean_abs, host_path, names, resolve_in_root};
+use crate::storage::scoped::{clean_abs, host_path, names, resolve as resolve_in_root};
 
 /// Why an extraction stopped.
 #[derive(Debug)]
