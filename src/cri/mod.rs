@@ -105,6 +105,7 @@ pub fn engine_status(op: &str, e: crate::engine::Error) -> Status {
         E::InvalidArgument(_) | E::Spec(_) => Code::InvalidArgument,
         E::FailedPrecondition(_) => Code::FailedPrecondition,
         E::AlreadyExists(_) => Code::AlreadyExists,
+        E::Forbidden(_) => Code::PermissionDenied,
         E::Image(i) => image_code(i),
         E::Runtime { .. } | E::Internal(_) | E::Store(_) => Code::Internal,
     };

@@ -63,6 +63,7 @@ impl From<engine::Error> for ApiError {
             engine::Error::FailedPrecondition(_) | engine::Error::AlreadyExists(_) => {
                 StatusCode::CONFLICT
             }
+            engine::Error::Forbidden(_) => StatusCode::FORBIDDEN,
             engine::Error::Image(i) => return ApiError::from_image(i),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -7,10 +7,7 @@
 //! more `EndpointsConfig` entries at create) attach it to more networks on
 //! `eth1`, … — the pod record's list of attachments is what is shown.
 
-mod store;
-
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -24,21 +21,17 @@ use super::error::{DockerJson, Query};
 use super::filters::{check_filter_keys, label_matches, parse_filters};
 use super::time::rfc3339;
 use super::{ApiError, Shared};
-use crate::engine::docker::NETWORK_ANNOTATION;
 use crate::engine::events::Event;
 use crate::engine::networks::NetworkRequest;
-use crate::engine::records::{new_id, now_nanos, NetworkAttachment, PodRecord};
+use crate::engine::records::{now_nanos, NetworkAttachment, PodRecord};
+use crate::engine::user_networks::{NewNetwork, UserNetwork as Meta};
+use crate::network::user::Subnet;
 use std::net::Ipv4Addr;
-use store::{Meta, Subnet};
 
 pub use crate::engine::docker::NETWORK_ID_ANNOTATION;
 
 /// The networks every daemon has; they cannot be created or removed.
 const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
-
-/// Serialises creates and removals (name and subnet uniqueness, the
-/// in-use check against removal).
-static CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -57,38 +50,10 @@ pub fn builtin_id(name: &str) -> String {
 
 /// The Docker network a pod is on: `host`, `none`, `bridge` or a user
 /// network's name.
-pub fn pod_network(pod: &PodRecord) -> String {
-    let host = pod
-        .config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .is_some_and(|n| n.network == k8s_cri::v1::NamespaceMode::Node as i32);
-    if host {
-        return "host".into();
-    }
-    match pod.config.annotations.get(NETWORK_ANNOTATION) {
-        Some(n) if !n.is_empty() && n != "default" => n.clone(),
-        _ => "bridge".into(),
-    }
-}
-
-fn networks_dir(d: &Shared) -> PathBuf {
-    d.engine.config.root.join(crate::network::NAMED_DIR)
-}
+pub use crate::engine::user_networks::pod_network;
 
 fn forbidden(m: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, m)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("network task failed: {e}")))?
-        .map_err(ApiError::internal)
 }
 
 /// A network as Docker describes it.
@@ -226,8 +191,7 @@ fn ipam_ranges(ipam: &Value) -> Vec<(String, String)> {
 /// Every network: the predefined ones, then user networks by name.
 async fn all_networks(d: &Shared) -> Result<Vec<Net>, ApiError> {
     let mut out = builtins(d);
-    let dir = networks_dir(d);
-    let metas = blocking(move || store::list(&dir)).await?;
+    let metas = d.engine.user_networks().await?;
     out.extend(metas.iter().map(Net::user));
     Ok(out)
 }
@@ -305,18 +269,7 @@ pub fn attachment_network_id(a: &NetworkAttachment) -> String {
 
 /// The names of networks some pod is on.
 fn networks_in_use(d: &Shared) -> Result<HashMap<String, usize>, ApiError> {
-    let mut out = HashMap::new();
-    for p in d.engine.pods()? {
-        let mut names: Vec<String> = p.attachments().into_iter().map(|a| a.network).collect();
-        // A stopped pod keeps its network's name for a DEL at removal.
-        if names.is_empty() && p.state == crate::engine::records::PodState::NotReady {
-            names.push(pod_network(&p));
-        }
-        for n in names {
-            *out.entry(n).or_default() += 1;
-        }
-    }
-    Ok(out)
+    Ok(d.engine.networks_in_use()?)
 }
 
 #[derive(Deserialize)]
@@ -521,61 +474,24 @@ async fn create(
         ));
     }
     let wanted = requested_ipam(&req)?;
-    let _g = CHANGES.lock().await;
-    let nets = all_networks(&d).await?;
-    if nets.iter().any(|n| n.name == name) {
-        return Err(ApiError::conflict(format!(
-            "network with name {name} already exists"
-        )));
-    }
-    let taken: Vec<Subnet> = nets
+    let reserved = builtins(&d)
         .iter()
         .flat_map(|n| &n.ipam)
         .filter_map(|(s, _)| cidr(s))
         .collect();
-    let subnet = match wanted {
-        Some((s, _)) => {
-            if taken.iter().any(|t| t.overlaps(&s)) {
-                return Err(forbidden(format!(
-                    "invalid pool request: Pool overlaps with other one on this address space ({s})"
-                )));
-            }
-            s
-        }
-        None => {
-            let mut used = taken;
-            used.extend(
-                tokio::task::spawn_blocking(store::host_routes)
-                    .await
-                    .unwrap_or_default(),
-            );
-            store::pick_subnet(&used).ok_or_else(|| {
-                forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")
-            })?
-        }
-    };
-    let id = new_id();
-    let meta = Meta {
-        bridge: Meta::bridge_for(&id),
-        id: id.clone(),
-        name: name.clone(),
-        created: now_nanos(),
-        subnet,
-        gateway: wanted.and_then(|(_, g)| g).unwrap_or(subnet.first_host()),
-        internal: req.internal,
-        attachable: req.attachable,
-        labels: req.labels.clone().unwrap_or_default(),
-        options: req.options.clone().unwrap_or_default(),
-    };
-    let dir = networks_dir(&d);
-    let m = meta.clone();
-    blocking(move || store::create(&dir, &m)).await?;
-    d.engine.events.emit(
-        Event::new("network", "create", &id)
-            .with("name", &name)
-            .with("type", "bridge"),
-    );
-    tracing::info!(network = %name, id = %id, subnet = %meta.subnet, "created network");
+    let meta = d
+        .engine
+        .create_user_network(NewNetwork {
+            name,
+            subnet: wanted,
+            reserved,
+            internal: req.internal,
+            attachable: req.attachable,
+            labels: req.labels.clone().unwrap_or_default(),
+            options: req.options.clone().unwrap_or_default(),
+        })
+        .await?;
+    let id = meta.id;
     Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warning": ""}))))
 }
 
@@ -592,54 +508,23 @@ fn cidr(s: &str) -> Option<Subnet> {
 }
 
 async fn remove(State(d): State<Shared>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let _g = CHANGES.lock().await;
     let nets = all_networks(&d).await?;
-    let net = find(&nets, &id)?.clone();
-    delete(&d, &net).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Removes a user network no pod is on: its bridge, then its files.
-async fn delete(d: &Shared, net: &Net) -> Result<(), ApiError> {
+    let net = find(&nets, &id)?;
     if net.builtin() {
         return Err(forbidden(format!(
             "{} is a pre-defined network and cannot be removed",
             net.name
         )));
     }
-    if networks_in_use(d)?.contains_key(&net.name) {
-        return Err(forbidden(format!(
-            "error while removing network: network {} id {} has active endpoints",
-            net.name, net.id
-        )));
-    }
-    // The bridge plugin leaves its bridge when the last pod goes.
-    let bridge = Meta::bridge_for(&net.id);
-    if std::path::Path::new("/sys/class/net")
-        .join(&bridge)
-        .exists()
-    {
-        let out = tokio::process::Command::new("ip")
-            .args(["link", "delete", &bridge])
-            .output()
-            .await
-            .map_err(|e| ApiError::internal(format!("failed to run ip: {e}")))?;
-        if !out.status.success() {
-            return Err(ApiError::internal(format!(
-                "error while removing network: failed to delete bridge {bridge}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-    }
-    let (dir, name) = (networks_dir(d), net.name.clone());
-    blocking(move || store::remove(&dir, &name)).await?;
-    d.engine.events.emit(
-        Event::new("network", "destroy", &net.id)
-            .with("name", &net.name)
-            .with("type", "bridge"),
-    );
-    tracing::info!(network = %net.name, id = %net.id, "removed network");
-    Ok(())
+    let meta = d
+        .engine
+        .user_networks()
+        .await?
+        .into_iter()
+        .find(|m| m.id == net.id)
+        .ok_or_else(|| ApiError::not_found(format!("network {id} not found")))?;
+    d.engine.remove_user_network(&meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -661,23 +546,18 @@ async fn prune(
         ),
         None => None,
     };
-    let _g = CHANGES.lock().await;
-    let used = networks_in_use(&d)?;
-    let mut deleted = Vec::new();
-    for net in all_networks(&d).await? {
-        let keep = net.builtin()
-            || used.contains_key(&net.name)
-            || until.is_some_and(|u| net.created >= u)
-            || !f
-                .get("label")
-                .is_none_or(|v| v.iter().all(|l| labels_match(&net.labels, l)))
-            || f.get("label!")
-                .is_some_and(|v| v.iter().any(|l| labels_match(&net.labels, l)));
-        if !keep {
-            delete(&d, &net).await?;
-            deleted.push(net.name.clone());
-        }
-    }
+    let deleted = d
+        .engine
+        .prune_user_networks(|m| {
+            let net = Net::user(m);
+            !(until.is_some_and(|u| net.created >= u)
+                || !f
+                    .get("label")
+                    .is_none_or(|v| v.iter().all(|l| labels_match(&net.labels, l)))
+                || f.get("label!")
+                    .is_some_and(|v| v.iter().any(|l| labels_match(&net.labels, l))))
+        })
+        .await?;
     Ok(Json(json!({ "NetworksDeleted": deleted })))
 }
 

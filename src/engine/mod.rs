@@ -28,6 +28,7 @@ pub mod records;
 pub mod rootfs;
 pub mod samples;
 pub mod stats;
+pub mod user_networks;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// Refused by a rule of the daemon's (a subnet that overlaps, a network
+    /// still in use): Docker's 403.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("failed to {what}: {message}")]
     Runtime { what: String, message: String },
     #[error("{0}")]
@@ -204,6 +209,9 @@ pub struct Engine {
     /// or how one ended that recorded no exit (killed, panicked) — the
     /// reason its container is then reported with.
     monitor_fates: container::MonitorFates,
+    /// Serialises user network creates and removals (unique names and
+    /// subnets, the in-use check against a removal).
+    network_changes: tokio::sync::Mutex<()>,
     /// Held while an exit is recorded and its `die` published, so that an
     /// operation that finds the container exited publishes after `die`.
     exit_order: std::sync::Mutex<()>,
@@ -282,6 +290,7 @@ impl Engine {
             monitor_exits: tokio::sync::broadcast::channel(256).0,
             pod_cidr: std::sync::Mutex::new(None),
             monitor_fates: Default::default(),
+            network_changes: Default::default(),
             exit_order: Default::default(),
             attach_waiters: Default::default(),
             dns,

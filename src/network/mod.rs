@@ -18,6 +18,7 @@ mod exec;
 mod pod;
 mod result;
 mod state;
+pub mod user;
 
 #[cfg(test)]
 mod cni_tests;

@@ -285,6 +285,25 @@ pub fn remove(dir: &Path, name: &str) -> Result<(), String> {
     gone(ipam.clone(), std::fs::remove_dir_all(&ipam))
 }
 
+/// Deletes a network's host bridge, if it is there.
+pub async fn delete_bridge(bridge: &str) -> Result<(), String> {
+    if !Path::new("/sys/class/net").join(bridge).exists() {
+        return Ok(());
+    }
+    let out = tokio::process::Command::new("ip")
+        .args(["link", "delete", bridge])
+        .output()
+        .await
+        .map_err(|e| format!("failed to run ip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "failed to delete bridge {bridge}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
