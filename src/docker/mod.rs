@@ -62,32 +62,10 @@ impl Docker {
         Some(self.execs.of(container_id)).filter(|v| !v.is_empty())
     }
 
-    /// Finds a container by full id, unique id prefix, or name (with or
-    /// without the leading `/`), as Docker does: 404 `No such container`.
+    /// Finds a container by full id, name or unique id prefix, as Docker
+    /// does (the engine's one lookup): 404 `No such container`.
     pub fn container(&self, name_or_id: &str) -> Result<ContainerRecord, ApiError> {
-        let all = self.engine.containers()?;
-        let want = name_or_id.strip_prefix('/').unwrap_or(name_or_id);
-        if want.is_empty() {
-            return Err(ApiError::not_found(format!(
-                "No such container: {name_or_id}"
-            )));
-        }
-        if let Some(c) = all.iter().find(|c| c.id == want) {
-            return Ok(c.clone());
-        }
-        if let Some(c) = all.iter().find(|c| self.engine.container_name(c) == want) {
-            return Ok(c.clone());
-        }
-        let mut hits = all.iter().filter(|c| c.id.starts_with(want));
-        match (hits.next(), hits.next()) {
-            (Some(c), None) => Ok(c.clone()),
-            (Some(_), Some(_)) => Err(ApiError::bad_request(format!(
-                "multiple IDs found with provided prefix: {name_or_id}"
-            ))),
-            _ => Err(ApiError::not_found(format!(
-                "No such container: {name_or_id}"
-            ))),
-        }
+        Ok(self.engine.find_container(name_or_id)?)
     }
 }
 

@@ -47,6 +47,36 @@ impl Engine {
         dockershim_name(rec, pod.as_ref())
     }
 
+    /// Finds a container by full id, then name (with or without the leading
+    /// `/`), then unique id prefix — Docker's order. `NotFound` as Docker
+    /// words it; a prefix of several ids is `InvalidArgument`.
+    pub fn find_container(&self, name_or_id: &str) -> Result<ContainerRecord, Error> {
+        let want = name_or_id.strip_prefix('/').unwrap_or(name_or_id);
+        let missing = || Error::NotFound(format!("No such container: {name_or_id}"));
+        if want.is_empty() {
+            return Err(missing());
+        }
+        // The common case, a full id, is one record (brought up to date
+        // with its exit, as every record listed below is).
+        if want.len() == 64 {
+            if let Some(c) = self.refreshed(want)? {
+                return Ok(c);
+            }
+        }
+        let all = self.containers()?;
+        if let Some(c) = all.iter().find(|c| self.container_name(c) == want) {
+            return Ok(c.clone());
+        }
+        let mut hits = all.iter().filter(|c| c.id.starts_with(want));
+        match (hits.next(), hits.next()) {
+            (Some(c), None) => Ok(c.clone()),
+            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
+                "multiple IDs found with provided prefix: {name_or_id}"
+            ))),
+            _ => Err(missing()),
+        }
+    }
+
     /// Publishes a container event with Docker's attributes (name, image, labels).
     pub(crate) fn emit_container(
         &self,
