@@ -28,4 +28,5 @@ mod start_attach;
 mod stats;
 mod stdio;
 mod tmpfs;
+mod volume_mounts;
 mod volumes;

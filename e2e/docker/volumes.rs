@@ -178,9 +178,6 @@ async fn bad_names_and_drivers_are_refused() {
     let r = e.docker(&["volume", "create", "--driver", "nfs", "x1"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("not supported"), "{r:?}");
-    let r = e.docker(&["volume", "create", "--opt", "type=tmpfs", "x2"]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("driver options"), "{r:?}");
     // A generated name is 64 hex characters.
     let made = e.docker(&["volume", "create"]).ok();
     assert!(is_hex64(made.out()), "{made:?}");

@@ -142,7 +142,19 @@ fn list_filter(
         })
         && before.is_none_or(|b| rec.created_at < b)
         && since.is_none_or(|s| rec.created_at > s)
+        && any("volume", &|v| mounts_volume(d, rec, v))
         && on_network(d, rec, f))
+}
+
+/// The `volume` filter, as Docker's: a mount whose destination is `v`, or
+/// whose volume name (a bind's source) is `v`.
+fn mounts_volume(d: &Shared, rec: &ContainerRecord, v: &str) -> bool {
+    rec.config.mounts.iter().any(|m| {
+        m.container_path == v
+            || d.engine
+                .volume_of(&m.host_path)
+                .map_or(m.host_path == v, |name| name == v)
+    })
 }
 
 /// The `network` filter: attached to a network of that name or id (prefix).
@@ -240,7 +252,7 @@ async fn start(State(d): State<Shared>, Path(id): Path<String>) -> Result<Respon
     if let Err(e) = started {
         // Docker removes an AutoRemove container whose start failed.
         if rec.exit_policy.auto_remove {
-            if let Err(re) = remove_container(&d, &rec).await {
+            if let Err(re) = remove_container(&d, &rec, true).await {
                 warn!(container = %rec.id, error = %re, "failed to auto-remove a container whose start failed");
             }
         }
@@ -455,9 +467,14 @@ struct RemoveParams {
     v: Option<String>,
 }
 
-/// Removes a container: a Docker-made one with its pod (network, files).
-pub async fn remove_container(d: &Shared, rec: &ContainerRecord) -> Result<(), ApiError> {
-    d.engine.remove_container_and_pod(rec).await?;
+/// Removes a container: a Docker-made one with its pod (network, files);
+/// with `volumes`, its anonymous volumes too (`rm -v`, `--rm`).
+pub async fn remove_container(
+    d: &Shared,
+    rec: &ContainerRecord,
+    volumes: bool,
+) -> Result<(), ApiError> {
+    d.engine.remove_container_and_pod(rec, volumes).await?;
     Ok(())
 }
 
@@ -466,7 +483,6 @@ async fn remove(
     Path(id): Path<String>,
     Query(p): Query<RemoveParams>,
 ) -> Result<StatusCode, ApiError> {
-    let _ = flag(&p.v);
     let rec = d.container(&id)?;
     if rec.state == ContainerState::Running && !flag(&p.force) {
         let state = if rec.paused { "paused" } else { "running" };
@@ -479,7 +495,7 @@ async fn remove(
     if rec.paused {
         d.engine.set_paused(&rec.id, false).await?;
     }
-    remove_container(&d, &rec).await?;
+    remove_container(&d, &rec, flag(&p.v)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -709,7 +725,7 @@ async fn prune(
         reclaimed += tokio::task::spawn_blocking(move || model::dir_size(&upper))
             .await
             .unwrap_or(0);
-        remove_container(&d, &rec).await?;
+        remove_container(&d, &rec, false).await?;
         deleted.push(rec.id);
     }
     Ok(Json(json!({

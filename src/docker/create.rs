@@ -131,6 +131,35 @@ async fn create(
     let (primary, extra_networks) = network_requests(&d, &req).await?;
     let (pod_cfg, mut warnings) = pod_config(&req, &name, &id, &log_dir, primary.as_ref())?;
     let ctr_cfg = container_config(&d, &req, &name, &body, &image_config)?;
+    let mounts = ctr_cfg.mounts.clone();
+    if let Err(e) = create_in_pod(&d, &req, pod_cfg, ctr_cfg, extra_networks, &id, health).await {
+        // The anonymous volumes made for it go with it.
+        d.engine.remove_anonymous_volumes(&mounts).await;
+        return Err(e);
+    }
+    if req.host_config.memory > 0
+        && !d.engine.host.swap_accounting
+        && req.host_config.memory_swap > 0
+    {
+        warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".into());
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": id, "Warnings": warnings})),
+    ))
+}
+
+/// The pod sandbox of a Docker container, its networks and hosts, then the
+/// container; the pod is removed again when a step fails.
+async fn create_in_pod(
+    d: &Shared,
+    req: &CreateRequest,
+    pod_cfg: cri::PodSandboxConfig,
+    ctr_cfg: cri::ContainerConfig,
+    extra_networks: Vec<NetworkRequest>,
+    id: &str,
+    health: Option<HealthConfig>,
+) -> Result<(), ApiError> {
     let handler = req.host_config.runtime.clone();
     let pod_id = d.engine.run_pod_sandbox(pod_cfg, &handler).await?;
     for net in extra_networks {
@@ -145,34 +174,22 @@ async fn create(
         .as_ref()
         .filter(|h| !h.is_empty())
     {
-        if let Err(e) = add_hosts(&d, &pod_id, hosts) {
+        if let Err(e) = add_hosts(d, &pod_id, hosts) {
             let _ = d.engine.remove_pod_sandbox(&pod_id).await;
             return Err(e);
         }
     }
-    match d
+    if let Err(e) = d
         .engine
-        .create_docker_container(&pod_id, ctr_cfg, id.clone(), health, exit_policy(&req))
+        .create_docker_container(&pod_id, ctr_cfg, id.to_string(), health, exit_policy(req))
         .await
     {
-        Ok(_) => {}
-        Err(e) => {
-            if let Err(re) = d.engine.remove_pod_sandbox(&pod_id).await {
-                warn!(pod = %pod_id, error = %re, "failed to remove the pod of a failed create");
-            }
-            return Err(e.into());
+        if let Err(re) = d.engine.remove_pod_sandbox(&pod_id).await {
+            warn!(pod = %pod_id, error = %re, "failed to remove the pod of a failed create");
         }
+        return Err(e.into());
     }
-    if req.host_config.memory > 0
-        && !d.engine.host.swap_accounting
-        && req.host_config.memory_swap > 0
-    {
-        warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".into());
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"Id": id, "Warnings": warnings})),
-    ))
+    Ok(())
 }
 
 /// What the engine does when the container exits: its restart policy
@@ -627,6 +644,19 @@ fn container_config(
             s.clone(),
         );
     }
+    let image_volumes: Vec<String> = image
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default();
+    let mounts = mounts(d, req, &image_volumes)?;
+    if !mounts.nocopy.is_empty() {
+        annotations.insert(
+            crate::engine::volumes::NOCOPY_ANNOTATION.into(),
+            serde_json::to_string(&mounts.nocopy)
+                .map_err(|e| ApiError::internal(format!("failed to encode nocopy mounts: {e}")))?,
+        );
+    }
     Ok(cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: name.to_string(),
@@ -640,7 +670,7 @@ fn container_config(
         args,
         working_dir: req.working_dir.clone(),
         envs,
-        mounts: mounts(d, req)?,
+        mounts: mounts.mounts,
         labels: req.labels.clone().unwrap_or_default(),
         annotations,
         log_path: "container.log".into(),

@@ -352,21 +352,19 @@ fn networks(d: &Shared, rec: &ContainerRecord, pod: Option<&PodRecord>) -> Value
 
 /// The mounts of a container in Docker's form.
 fn mounts(d: &Shared, rec: &ContainerRecord) -> Vec<Value> {
-    let volumes = d.engine.config.root.join("volumes");
     rec.config
         .mounts
         .iter()
         .map(|m| {
-            let src = Path::new(&m.host_path);
             let prop = match k8s_cri::v1::MountPropagation::try_from(m.propagation) {
                 Ok(k8s_cri::v1::MountPropagation::PropagationBidirectional) => "rshared",
                 Ok(k8s_cri::v1::MountPropagation::PropagationHostToContainer) => "rslave",
                 _ => "rprivate",
             };
-            match src.strip_prefix(&volumes) {
-                Ok(rest) => json!({
+            match d.engine.volume_of(&m.host_path) {
+                Some(name) => json!({
                     "Type": "volume",
-                    "Name": rest.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default(),
+                    "Name": name,
                     "Source": m.host_path,
                     "Destination": m.container_path,
                     "Driver": "local",
@@ -374,7 +372,7 @@ fn mounts(d: &Shared, rec: &ContainerRecord) -> Vec<Value> {
                     "RW": !m.readonly,
                     "Propagation": "",
                 }),
-                Err(_) => json!({
+                None => json!({
                     "Type": "bind",
                     "Source": m.host_path,
                     "Destination": m.container_path,

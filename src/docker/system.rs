@@ -234,44 +234,18 @@ async fn info(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-/// Every volume directory with its size and how many containers mount it.
-async fn volume_usage(
-    root: &std::path::Path,
-    containers: &[crate::engine::records::ContainerRecord],
-) -> Vec<Value> {
-    let dir = root.join("volumes");
-    let mounts: Vec<String> = containers
+/// Every volume with its size and how many containers mount it.
+async fn volume_usage(d: &Shared) -> Result<Vec<Value>, ApiError> {
+    Ok(d.engine
+        .volume_usage()
+        .await?
         .iter()
-        .flat_map(|c| c.config.mounts.iter().map(|m| m.host_path.clone()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return vec![];
-        };
-        let mut out: Vec<Value> = rd
-            .flatten()
-            .filter(|e| e.path().join("_data").is_dir())
-            .map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let data = e.path().join("_data");
-                let prefix = data.to_string_lossy().into_owned();
-                let refs = mounts.iter().filter(|m| m.starts_with(&prefix)).count();
-                json!({
-                    "Name": name,
-                    "Driver": "local",
-                    "Mountpoint": data,
-                    "Scope": "local",
-                    "Labels": {},
-                    "Options": {},
-                    "UsageData": {"Size": super::model::dir_size(&data), "RefCount": refs},
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
-        out
-    })
-    .await
-    .unwrap_or_default()
+        .map(|u| {
+            let mut v = super::volumes::to_json(&u.volume);
+            v["UsageData"] = json!({"Size": u.size, "RefCount": u.ref_count});
+            v
+        })
+        .collect())
 }
 
 /// A stable daemon id: kept in `<root>/engine-id`, made on first use.
@@ -325,7 +299,7 @@ async fn df(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {
             })
         })
         .collect();
-    let volumes = volume_usage(&e.config.root, &containers).await;
+    let volumes = volume_usage(&d).await?;
     let mut cs = vec![];
     for c in &containers {
         cs.push(super::model::summary(&d, c, true).await?);

@@ -205,6 +205,9 @@ impl Engine {
             let (r, u, w, l) = (rootfs.clone(), upper, work, lowers);
             let userns = crate::runtime::userns::pod_user_namespace(&pod.config)?;
             blocking(move || rootfs::mount_overlay_as(&l, &u, &w, &r, userns.as_ref())).await?;
+            let nocopy = super::volumes::nocopy_paths(&config.annotations);
+            self.prepare_volumes(&config.mounts, Some(&rootfs), nocopy)
+                .await?;
             for (i, lowers) in &volumes {
                 let (target, lowers) = (rec.image_volume(*i), lowers.clone());
                 blocking(move || rootfs::mount_read_only(&lowers, &target)).await?;
@@ -313,6 +316,7 @@ impl Engine {
                 let _ = oci.delete(&id).await;
                 discard_container_files(&rec).await;
                 self.images.release_snapshots(&id);
+                self.release_unused_volumes().await;
                 return Err(e);
             }
         };
@@ -537,11 +541,22 @@ impl Engine {
     /// containerd's snapshot GC does. RemovePodSandbox waits for that work,
     /// and start-up sweeps up what a crash interrupted (`orphans.rs`).
     pub async fn remove_container(&self, id: &str) -> Result<(), Error> {
-        self.remove_container_inner(id, false).await
+        self.remove_container_inner(id, false, false).await
     }
 
-    /// [`Engine::remove_container`]; with `wait`, everything is gone on return.
-    pub(crate) async fn remove_container_inner(&self, id: &str, wait: bool) -> Result<(), Error> {
+    /// [`Engine::remove_container`] with its anonymous volumes (`rm -v`).
+    pub async fn remove_container_with_volumes(&self, id: &str) -> Result<(), Error> {
+        self.remove_container_inner(id, false, true).await
+    }
+
+    /// [`Engine::remove_container`]; with `wait`, everything is gone on
+    /// return; with `volumes`, the anonymous volumes only it used go too.
+    pub(crate) async fn remove_container_inner(
+        &self,
+        id: &str,
+        wait: bool,
+        volumes: bool,
+    ) -> Result<(), Error> {
         let _g = self.locks.lock(id).await;
         let Some(rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
             return Ok(());
@@ -591,6 +606,17 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
+        if rec
+            .config
+            .mounts
+            .iter()
+            .any(|m| self.volume_of(&m.host_path).is_some())
+        {
+            self.release_unused_volumes().await;
+            if volumes {
+                self.remove_anonymous_volumes(&rec.config.mounts).await;
+            }
+        }
         self.emit_container("destroy", &rec, &[]);
         if image_gone {
             if let Err(e) = self.images.gc().await {

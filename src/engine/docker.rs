@@ -229,6 +229,9 @@ impl Engine {
             let r = rootfs.clone();
             blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
         }
+        // After a host reboot, volumes with driver options are unmounted.
+        self.prepare_volumes(&rec.config.mounts, None, vec![])
+            .await?;
         let (pid, monitor) = self.spawn_monitor(&cfg).await?;
         let rec = ContainerRecord {
             state: ContainerState::Created,

@@ -116,10 +116,17 @@ impl Engine {
     }
 
     /// Removes a container with what was made for it alone: its pod when
-    /// the Docker door made one for it, and its Docker log directory.
-    pub async fn remove_container_and_pod(&self, rec: &ContainerRecord) -> Result<(), Error> {
+    /// the Docker door made one for it, and its Docker log directory; with
+    /// `volumes`, the anonymous volumes only it used (`rm -v`, `--rm`).
+    pub async fn remove_container_and_pod(
+        &self,
+        rec: &ContainerRecord,
+        volumes: bool,
+    ) -> Result<(), Error> {
         if self.owns_its_pod(rec) {
-            self.remove_pod_sandbox(&rec.pod_id).await?;
+            self.remove_pod_sandbox_with(&rec.pod_id, volumes).await?;
+        } else if volumes {
+            self.remove_container_with_volumes(&rec.id).await?;
         } else {
             self.remove_container(&rec.id).await?;
         }
@@ -231,7 +238,7 @@ async fn handle(engine: &Arc<Engine>, st: &mut Exits, id: &str, seen: Seen) {
         }
         AfterExit::Remove => {
             st.delays.remove(id);
-            if let Err(e) = engine.remove_container_and_pod(&rec).await {
+            if let Err(e) = engine.remove_container_and_pod(&rec, true).await {
                 warn!(container = %id, error = %e, "failed to auto-remove container");
             }
         }

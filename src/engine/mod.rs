@@ -29,6 +29,7 @@ pub mod rootfs;
 pub mod samples;
 pub mod stats;
 pub mod user_networks;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -173,6 +174,8 @@ pub struct Engine {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     pub images: ImageService,
+    /// Docker volumes (`<root>/volumes`).
+    pub(crate) volumes: Arc<crate::storage::volumes::VolumeStore>,
     pub host: HostFacts,
     /// The host's cgroup hierarchies, read at start-up.
     pub cgroups: Result<crate::cgroups::Hierarchy, crate::cgroups::CgroupError>,
@@ -269,7 +272,10 @@ impl Engine {
         );
         let small = small_binary();
         let dns = crate::network::dns::Dns::new(&config.docker.dns.upstreams);
+        let volumes = Arc::new(crate::storage::volumes::VolumeStore::new(&config.root));
+        volumes.sweep();
         let engine = Engine {
+            volumes,
             config,
             store,
             images,
@@ -307,6 +313,7 @@ impl Engine {
         engine.check_pod_networks().await;
         engine.remove_empty_docker_pods().await;
         engine.restore_dns();
+        engine.release_unused_volumes().await;
         let containers = engine.containers().map(|c| c.len()).unwrap_or_else(|e| {
             warn!(error = %e, "failed to reconcile containers");
             0

@@ -317,6 +317,13 @@ impl Engine {
 
     /// Removes the pod, its containers, namespaces, mounts and files. Idempotent.
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), Error> {
+        self.remove_pod_sandbox_with(id, false).await
+    }
+
+    /// [`Engine::remove_pod_sandbox`]; with `volumes`, the anonymous volumes
+    /// of its containers go too, before their `destroy` events (Docker's
+    /// `rm -v` and `--rm`, whose client waits for that event).
+    pub async fn remove_pod_sandbox_with(&self, id: &str, volumes: bool) -> Result<(), Error> {
         let Some(rec) = self.store.get::<PodRecord>(PODS, id)? else {
             return Ok(());
         };
@@ -328,7 +335,7 @@ impl Engine {
         let removals = futures::future::try_join_all(
             containers
                 .iter()
-                .map(|c| self.remove_container_inner(&c.id, true)),
+                .map(|c| self.remove_container_inner(&c.id, true, volumes)),
         );
         let (stopped, removed) = tokio::join!(self.stop_pod_infra_and_network(id), removals);
         stopped?;

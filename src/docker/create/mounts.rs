@@ -1,5 +1,6 @@
-//! `-v`/`--mount` of a create request → CRI mounts: host binds and named
-//! volumes (directories under `<root>/volumes`).
+//! `-v`/`--mount` of a create request → CRI mounts: host binds, named
+//! volumes and anonymous ones (`-v /data`, the image's `VOLUME`s not
+//! covered by another mount), all made by the engine.
 
 use std::path::{Path, PathBuf};
 
@@ -7,12 +8,19 @@ use k8s_cri::v1 as cri;
 
 use super::CreateRequest;
 use crate::docker::{ApiError, Shared};
-use crate::engine::records::new_id;
 use crate::runtime::tmpfs::TmpfsMount;
 
 /// A named volume's directory, made on first use (`<root>/volumes/<name>/_data`).
 fn volume_dir(d: &Shared, name: &str) -> Result<PathBuf, ApiError> {
-    crate::docker::volumes::data_dir(&d.engine.config.root, name)
+    Ok(d.engine.ensure_volume(name)?.mountpoint)
+}
+
+/// A container path as Docker compares them (no trailing `/`).
+fn clean(p: &str) -> &str {
+    match p.trim_end_matches('/') {
+        "" => "/",
+        t => t,
+    }
 }
 
 fn propagation(p: &str) -> Result<i32, ApiError> {
@@ -28,9 +36,23 @@ fn propagation(p: &str) -> Result<i32, ApiError> {
     } as i32)
 }
 
-/// `-v src:dst[:opts]` and `--mount` entries → CRI mounts.
-pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>, ApiError> {
+/// The CRI mounts of a create request, and the container paths of volume
+/// mounts that must not be filled from the image (`nocopy`).
+pub(super) struct Mounts {
+    pub mounts: Vec<cri::Mount>,
+    pub nocopy: Vec<String>,
+}
+
+/// `-v src:dst[:opts]` and `--mount` entries → CRI mounts; then an
+/// anonymous volume for each path of `Config.Volumes` and of the image's
+/// `image_volumes` that no mount (nor tmpfs) covers.
+pub(super) fn mounts(
+    d: &Shared,
+    req: &CreateRequest,
+    image_volumes: &[String],
+) -> Result<Mounts, ApiError> {
     let mut out = vec![];
+    let mut nocopy = vec![];
     for b in req.host_config.binds.iter().flatten() {
         let parts: Vec<&str> = b.split(':').collect();
         let (src, dst, opts) = match parts.as_slice() {
@@ -63,7 +85,8 @@ pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>,
             match o {
                 "ro" => readonly = true,
                 "rw" => readonly = false,
-                "z" | "Z" | "nocopy" => {}
+                "nocopy" => nocopy.push(dst.to_string()),
+                "z" | "Z" => {}
                 p => {
                     propagation(p)?;
                     prop = p.to_string();
@@ -92,12 +115,14 @@ pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>,
                 PathBuf::from(&m.source)
             }
             "volume" => {
-                let name = if m.source.is_empty() {
-                    new_id()
+                if m.volume_options.as_ref().is_some_and(|o| o.no_copy) {
+                    nocopy.push(m.target.clone());
+                }
+                if m.source.is_empty() {
+                    d.engine.create_anonymous_volume()?.mountpoint
                 } else {
-                    m.source.clone()
-                };
-                volume_dir(d, &name)?
+                    volume_dir(d, &m.source)?
+                }
             }
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -118,7 +143,54 @@ pub(super) fn mounts(d: &Shared, req: &CreateRequest) -> Result<Vec<cri::Mount>,
             ..Default::default()
         });
     }
-    Ok(out)
+    let mut covered: Vec<String> = out
+        .iter()
+        .map(|m| clean(&m.container_path).to_string())
+        .collect();
+    covered.extend(
+        req.host_config
+            .tmpfs
+            .iter()
+            .flatten()
+            .map(|(p, _)| clean(p).to_string()),
+    );
+    covered.extend(
+        req.host_config
+            .mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.kind == "tmpfs")
+            .map(|m| clean(&m.target).to_string()),
+    );
+    let mut wanted: Vec<&str> = req
+        .volumes
+        .iter()
+        .flatten()
+        .map(|(p, _)| p.as_str())
+        .collect();
+    wanted.sort();
+    wanted.extend(image_volumes.iter().map(String::as_str));
+    for p in wanted {
+        if !p.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{p}': invalid mount config: mount path must be absolute"
+            )));
+        }
+        if covered.iter().any(|c| c == clean(p)) {
+            continue;
+        }
+        covered.push(clean(p).to_string());
+        let v = d.engine.create_anonymous_volume()?;
+        out.push(cri::Mount {
+            container_path: clean(p).to_string(),
+            host_path: v.mountpoint.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+    }
+    Ok(Mounts {
+        mounts: out,
+        nocopy,
+    })
 }
 
 /// `--tmpfs PATH[:OPTS]` (`HostConfig.Tmpfs`) and `Mounts` of type

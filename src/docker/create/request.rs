@@ -20,6 +20,8 @@ pub struct CreateRequest {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub exposed_ports: Option<HashMap<String, Value>>,
+    /// Container paths that get an anonymous volume (`-v /data`).
+    pub volumes: Option<HashMap<String, Value>>,
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,
@@ -131,6 +133,15 @@ pub struct MountSpec {
     pub read_only: bool,
     pub bind_options: Option<BindOptions>,
     pub tmpfs_options: Option<TmpfsOptions>,
+    pub volume_options: Option<VolumeOptions>,
+}
+
+/// `--mount type=volume` options berth acts on.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    /// `volume-nocopy`: do not fill a new volume from the image.
+    pub no_copy: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
