@@ -204,8 +204,11 @@ async fn network_container_mode_shares_the_targets_network() {
     );
     e.docker(&["start", "web"]).ok();
     e.docker(&["start", "-a", "late"]).ok();
-    // The target removed: the joiner's next start is refused too.
+    // The target removed: a running joiner keeps the namespace (as in
+    // Docker), its next start is refused.
     e.docker(&["rm", "-f", "web"]).ok();
+    assert_eq!(inspect(&e, "{{.State.Running}}", "side"), "true");
+    e.docker(&["exec", "side", "true"]).ok();
     let err = fails(&e, &["start", "late"]);
     assert!(
         err.contains("cannot join network of a non running container"),
@@ -415,6 +418,77 @@ async fn ps_filters_by_published_and_exposed_ports() {
         "{err}"
     );
     e.docker(&["rm", "-f", "pub", "exp", "plain"]).ok();
+    assert!(net.reserved_ips().is_empty(), "{:?}", net.ipam_files());
+    drop(e);
+    net.finish();
+}
+
+/// docker-compose 1.29's `network_mode: "service:web"` (sent as
+/// `container:<web's id>`): the sidecar reaches web's loopback server and
+/// `down` removes both.
+#[tokio::test]
+async fn compose_service_network_mode() {
+    use std::process::{Command, Stdio};
+    let net = TestNet::new(Plugins::default()).await;
+    net.install();
+    let e = DockerEnv::new(&net.yaml()).await;
+    let token = crate::support::pods::unique("compose-side");
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        r#"version: "3.7"
+services:
+  web:
+    image: {bb}
+    network_mode: bridge
+    command: ["sh", "-c", "mkdir -p /www && echo {token} > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+  side:
+    image: {bb}
+    network_mode: "service:web"
+    command: ["sleep", "3600"]
+"#,
+        bb = e.busybox
+    );
+    std::fs::write(dir.path().join("docker-compose.yml"), file).unwrap();
+    let compose = |args: &[&str]| {
+        let mut c = Command::new("docker-compose");
+        c.arg("-p")
+            .arg("berthside")
+            .args(args)
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", e.host())
+            .env("DOCKER_CONFIG", e.cli_config.path())
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("COMPOSE_API_VERSION")
+            .stdin(Stdio::null());
+        crate::support::docker::run(c)
+    };
+    let up = compose(&["up", "-d"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    let web_id = inspect(&e, "{{.Id}}", "berthside_web_1");
+    assert_eq!(
+        inspect(&e, "{{.HostConfig.NetworkMode}}", "berthside_side_1"),
+        format!("container:{web_id}")
+    );
+    let mut got = None;
+    for _ in 0..30 {
+        let r = e.docker(&[
+            "exec",
+            "berthside_side_1",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8080/",
+        ]);
+        if r.code == 0 {
+            got = Some(r.stdout);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let down = compose(&["down", "-t", "0"]);
+    assert_eq!(down.code, 0, "{down:?}");
+    assert_eq!(got.as_deref().map(str::trim), Some(token.as_str()));
+    let left = e.docker(&["ps", "-aq"]).ok();
+    assert_eq!(left.out(), "", "down removed both");
     assert!(net.reserved_ips().is_empty(), "{:?}", net.ipam_files());
     drop(e);
     net.finish();
