@@ -164,6 +164,10 @@ async fn network_container_mode_shares_the_targets_network() {
             "conflicting options: custom host-to-IP mapping and the network mode",
         ),
         (
+            vec!["--mac-address", "02:42:ac:11:00:99"],
+            "conflicting options: mac-address and the network mode",
+        ),
+        (
             vec!["--network-alias", "nick"],
             "network-scoped aliases are only supported for user-defined networks",
         ),

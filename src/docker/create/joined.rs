@@ -139,3 +139,77 @@ fn check_network_conflicts(req: &CreateRequest, body: &Value) -> Result<(), ApiE
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(body: Value) -> Option<String> {
+        let req: CreateRequest = serde_json::from_value(body.clone()).unwrap();
+        check_network_conflicts(&req, &body)
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn docker_refusals_with_a_joined_network() {
+        let with = |extra: Value| {
+            let mut b =
+                serde_json::json!({"Image": "x", "HostConfig": {"NetworkMode": "container:a"}});
+            for (k, v) in extra.as_object().unwrap() {
+                if k == "HostConfig" {
+                    for (hk, hv) in v.as_object().unwrap() {
+                        b["HostConfig"][hk] = hv.clone();
+                    }
+                } else {
+                    b[k] = v.clone();
+                }
+            }
+            refusal(b).unwrap_or_default()
+        };
+        assert_eq!(with(serde_json::json!({})), "");
+        let ep = serde_json::json!({"NetworkingConfig": {"EndpointsConfig": {"container:a": {}}}});
+        assert_eq!(with(ep), "");
+        for (extra, want) in [
+            (
+                serde_json::json!({"Hostname": "h"}),
+                "hostname and the network mode",
+            ),
+            (
+                serde_json::json!({"HostConfig": {"Links": ["b:b"]}}),
+                "can't be used with links",
+            ),
+            (
+                serde_json::json!({"HostConfig": {"Dns": ["1.1.1.1"]}}),
+                "dns and the network mode",
+            ),
+            (
+                serde_json::json!({"HostConfig": {"ExtraHosts": ["h:1.2.3.4"]}}),
+                "custom host-to-IP",
+            ),
+            (
+                serde_json::json!({"MacAddress": "02:42:ac:11:00:02"}),
+                "mac-address",
+            ),
+            (
+                serde_json::json!({"NetworkingConfig": {"EndpointsConfig": {"container:a": {"MacAddress": "02:42:ac:11:00:02"}}}}),
+                "mac-address",
+            ),
+            (
+                serde_json::json!({"HostConfig": {"PublishAllPorts": true}}),
+                "port publishing",
+            ),
+            (
+                serde_json::json!({"ExposedPorts": {"80/tcp": {}}}),
+                "port exposing",
+            ),
+            (
+                serde_json::json!({"NetworkingConfig": {"EndpointsConfig": {"other": {}}}}),
+                "cannot be connected to any other network",
+            ),
+        ] {
+            let got = with(extra.clone());
+            assert!(got.contains(want), "{extra}: {got:?}");
+        }
+    }
+}
