@@ -24,6 +24,7 @@ mod restart;
 mod run;
 mod sdk;
 mod serving;
+mod sidecar;
 mod start_attach;
 mod stats;
 mod stdio;

@@ -1,6 +1,7 @@
 //! Container life cycle routes: list, inspect, start, stop, restart, kill,
 //! wait, delete, rename, pause/unpause, update, prune.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -16,7 +17,7 @@ use tracing::warn;
 use super::create::{names, stored_request, valid_name};
 use super::error::{flag, DockerJson, Query};
 use super::events::async_stream;
-use super::filters::{check_filter_keys, label_matches, parse_filters, Filters};
+use super::filters::{check_filter_keys, label_matches, parse_filters, port_filter, Filters};
 use super::model;
 use super::{ApiError, Shared};
 use crate::engine::records::{ContainerRecord, ContainerState};
@@ -176,12 +177,56 @@ fn on_network(d: &Shared, rec: &ContainerRecord, f: &Filters) -> bool {
     })
 }
 
+/// The `publish` and `expose` filters: one of the container ports named
+/// is published (a port mapping of the pod) or exposed (by the image or
+/// the create request, as inspect's `ExposedPorts`).
+async fn ports_match(
+    d: &Shared,
+    rec: &ContainerRecord,
+    publish: &HashSet<String>,
+    expose: &HashSet<String>,
+) -> bool {
+    if !publish.is_empty() {
+        let pod = d.engine.pod(&rec.pod_id).ok();
+        let published = pod
+            .iter()
+            .flat_map(|p| p.config.port_mappings.iter())
+            .any(|m| {
+                publish.contains(&format!(
+                    "{}/{}",
+                    m.container_port,
+                    model::proto_name(m.protocol)
+                ))
+            });
+        if !published {
+            return false;
+        }
+    }
+    if !expose.is_empty() {
+        let eff = model::effective(d, rec).await;
+        let exposed = eff.exposed.keys().any(|p| {
+            let p = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
+            expose.contains(&p.to_ascii_lowercase())
+        });
+        if !exposed {
+            return false;
+        }
+    }
+    true
+}
+
 async fn list(
     State(d): State<Shared>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let f = parse_filters(p.filters.as_deref())?;
     check_list_filters(&f)?;
+    let publish = port_filter("publish", f.get("publish"))?;
+    let expose = port_filter("expose", f.get("expose"))?;
     let mut all = d.engine.containers()?;
     all.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     let limit = p.limit.filter(|l| *l > 0);
@@ -191,7 +236,7 @@ async fn list(
         if !show_all && rec.state != ContainerState::Running {
             continue;
         }
-        if !list_filter(&d, rec, &f, &all)? {
+        if !list_filter(&d, rec, &f, &all)? || !ports_match(&d, rec, &publish, &expose).await {
             continue;
         }
         out.push(model::summary(&d, rec, flag(&p.size)).await?);

@@ -24,9 +24,11 @@ use crate::engine::docker::{
     NETWORK_ID_ANNOTATION, NETWORK_IP_ANNOTATION, OWNER_LABEL,
 };
 use crate::engine::health::HealthConfig;
+use crate::engine::joined::JoinedNamespaces;
 use crate::engine::networks::NetworkRequest;
 use crate::engine::records::{new_id, ExitPolicy, Restart};
 
+mod joined;
 mod mounts;
 mod request;
 
@@ -86,7 +88,7 @@ pub fn names(d: &Shared) -> Result<HashMap<String, String>, ApiError> {
 async fn create(
     State(d): State<Shared>,
     Query(p): Query<Params>,
-    DockerJson(body): DockerJson<Value>,
+    DockerJson(mut body): DockerJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateRequest = serde_json::from_value(body.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
@@ -128,11 +130,27 @@ async fn create(
     );
     let id = new_id();
     let log_dir = d.engine.config.root.join("docker").join("logs").join(&id);
+    let shared = joined::joined_namespaces(&d, &req, &mut body)?;
     let (primary, extra_networks) = network_requests(&d, &req).await?;
-    let (pod_cfg, mut warnings) = pod_config(&req, &name, &id, &log_dir, primary.as_ref())?;
+    let (mut pod_cfg, mut warnings) = pod_config(&req, &name, &id, &log_dir, primary.as_ref())?;
+    if let Some(target) = &shared.network {
+        pod_cfg.annotations.insert(
+            NETWORK_ANNOTATION.to_string(),
+            format!("container:{target}"),
+        );
+    }
     let ctr_cfg = container_config(&d, &req, &name, &body, &image_config)?;
     let mounts = ctr_cfg.mounts.clone();
-    if let Err(e) = create_in_pod(&d, &req, pod_cfg, ctr_cfg, extra_networks, &id, health).await {
+    let made = create_in_pod(
+        &d,
+        &req,
+        (pod_cfg, shared),
+        ctr_cfg,
+        extra_networks,
+        &id,
+        health,
+    );
+    if let Err(e) = made.await {
         // The anonymous volumes made for it go with it.
         d.engine.remove_anonymous_volumes(&mounts).await;
         return Err(e);
@@ -154,14 +172,17 @@ async fn create(
 async fn create_in_pod(
     d: &Shared,
     req: &CreateRequest,
-    pod_cfg: cri::PodSandboxConfig,
+    (pod_cfg, shared): (cri::PodSandboxConfig, JoinedNamespaces),
     ctr_cfg: cri::ContainerConfig,
     extra_networks: Vec<NetworkRequest>,
     id: &str,
     health: Option<HealthConfig>,
 ) -> Result<(), ApiError> {
     let handler = req.host_config.runtime.clone();
-    let pod_id = d.engine.run_pod_sandbox(pod_cfg, &handler).await?;
+    let pod_id = d
+        .engine
+        .run_pod_sandbox_joined(pod_cfg, &handler, shared)
+        .await?;
     for net in extra_networks {
         if let Err(e) = d.engine.connect_network(&pod_id, net).await {
             let _ = d.engine.remove_pod_sandbox(&pod_id).await;
@@ -359,12 +380,8 @@ async fn network_requests(
         .endpoints_config
         .clone()
         .unwrap_or_default();
-    if mode.starts_with("container:") {
-        return Err(ApiError::bad_request(format!(
-            "network mode {mode:?} is not supported (use default, bridge, host, none or a network's name)"
-        )));
-    }
-    if req.network_disabled {
+    // `container:` (checked by `joined`): the target's network, none of its own.
+    if req.network_disabled || joined::target(mode).is_some() {
         return Ok((None, vec![]));
     }
     if matches!(mode, "host" | "none") {
@@ -419,9 +436,12 @@ fn pod_config(
         "host" => cri::NamespaceMode::Node,
         _ => cri::NamespaceMode::Pod,
     };
-    let no_cni = hc.network_mode == "none" || req.network_disabled;
+    let joins_net = joined::target(&hc.network_mode).is_some();
+    let no_cni = hc.network_mode == "none" || req.network_disabled || joins_net;
     let pid = match hc.pid_mode.as_str() {
+        // `container:` is the engine's to join (see `joined`).
         "" => cri::NamespaceMode::Container,
+        m if joined::target(m).is_some() => cri::NamespaceMode::Container,
         "host" => cri::NamespaceMode::Node,
         other => {
             return Err(ApiError::bad_request(format!(
@@ -431,6 +451,7 @@ fn pod_config(
     };
     let ipc = match hc.ipc_mode.as_str() {
         "" | "private" | "shareable" => cri::NamespaceMode::Pod,
+        m if joined::target(m).is_some() => cri::NamespaceMode::Pod,
         "host" => cri::NamespaceMode::Node,
         other => {
             return Err(ApiError::bad_request(format!(
@@ -438,7 +459,7 @@ fn pod_config(
             )))
         }
     };
-    let hostname = if network == cri::NamespaceMode::Node {
+    let hostname = if network == cri::NamespaceMode::Node || joins_net {
         String::new()
     } else if req.hostname.is_empty() {
         id[..12].to_string()

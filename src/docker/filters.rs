@@ -87,3 +87,56 @@ mod tests {
         assert!(parse_filters(Some(r#"{"a":"b"}"#)).is_err());
     }
 }
+
+/// The container ports (`port/proto`) a `publish` or `expose` filter of
+/// `docker ps` names: `80`, `80/udp`, or a range `8000-8080[/proto]`, tcp
+/// when no protocol is given (as Docker reads them).
+pub fn port_filter(
+    key: &str,
+    values: Option<&Vec<String>>,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    let mut out = std::collections::HashSet::new();
+    for v in values.into_iter().flatten() {
+        if v.contains(':') {
+            return Err(ApiError::bad_request(format!(
+                "filter for '{key}' should not contain ':': {v}"
+            )));
+        }
+        let (ports, proto) = v.split_once('/').unwrap_or((v.as_str(), "tcp"));
+        let proto = if proto.is_empty() { "tcp" } else { proto };
+        let bad = || {
+            ApiError::bad_request(format!(
+                "error while looking up for {key} {v}: invalid port range: {ports}"
+            ))
+        };
+        let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+        let lo = lo.parse::<u16>().map_err(|_| bad())?;
+        let hi = hi.parse::<u16>().map_err(|_| bad())?;
+        if hi < lo {
+            return Err(bad());
+        }
+        out.extend((lo..=hi).map(|p| format!("{p}/{}", proto.to_ascii_lowercase())));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod port_filter_tests {
+    use super::port_filter;
+
+    #[test]
+    fn ports_ranges_and_protocols() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let got = port_filter("publish", Some(&v(&["80", "53/udp", "8000-8002/tcp"]))).unwrap();
+        let mut got: Vec<_> = got.into_iter().collect();
+        got.sort();
+        assert_eq!(
+            got,
+            ["53/udp", "80/tcp", "8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        for bad in ["1:80", "x", "90-80", "70000"] {
+            assert!(port_filter("expose", Some(&v(&[bad]))).is_err(), "{bad}");
+        }
+        assert!(port_filter("expose", None).unwrap().is_empty());
+    }
+}

@@ -263,7 +263,7 @@ fn ports(pod: Option<&PodRecord>, eff: &Effective) -> Vec<Value> {
     out
 }
 
-fn proto_name(p: i32) -> &'static str {
+pub fn proto_name(p: i32) -> &'static str {
     match k8s_cri::v1::Protocol::try_from(p) {
         Ok(k8s_cri::v1::Protocol::Udp) => "udp",
         Ok(k8s_cri::v1::Protocol::Sctp) => "sctp",

@@ -694,6 +694,11 @@ async fn connect(
     match pod_network(&pod).as_str() {
         "host" => return Err(ApiError::bad_request(HOST_CONFLICT)),
         "none" => return Err(ApiError::bad_request(NONE_CONFLICT)),
+        m if m.starts_with("container:") => {
+            return Err(ApiError::bad_request(
+                "container sharing network namespace with another container or host cannot be connected to any other network",
+            ))
+        }
         _ => {}
     }
     let name = d.engine.container_name(&c);

@@ -109,6 +109,7 @@ impl Engine {
             }
         }
         let target_pid_ns = self.target_pid_namespace(pod_id, &config)?;
+        let joined = self.joined_paths(&pod.joined, false)?;
         let image = self.images.resolve(&image_name)?.ok_or_else(|| {
             Error::NotFound(format!("image {image_name:?} not found; pull it first"))
         })?;
@@ -116,6 +117,25 @@ impl Engine {
         // Image volumes (`Mount.image`): each image, pulled by the kubelet
         // first, mounted read-only and bound in like a host path.
         let mut spec_config = config.clone();
+        if joined.pid_ns.is_some() {
+            // The container's PID namespace is the target's (see `joined`):
+            // joined by path, as a pod's shared one is.
+            let sandbox_opts = pod
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.namespace_options.clone());
+            let sc = spec_config
+                .linux
+                .get_or_insert_with(Default::default)
+                .security_context
+                .get_or_insert_with(Default::default);
+            let opts = sc
+                .namespace_options
+                .get_or_insert_with(|| sandbox_opts.unwrap_or_default());
+            opts.pid = k8s_cri::v1::NamespaceMode::Pod as i32;
+        }
         let mut volumes: Vec<(usize, Vec<PathBuf>)> = Vec::new();
         let mut volume_snapshots = Vec::new();
         for (i, m) in spec_config.mounts.iter_mut().enumerate() {
@@ -212,9 +232,26 @@ impl Engine {
                 let (target, lowers) = (rec.image_volume(*i), lowers.clone());
                 blocking(move || rootfs::mount_read_only(&lowers, &target)).await?;
             }
-            let pid_ns = pod
-                .infra
-                .map(|p| PathBuf::from(format!("/proc/{}/ns/pid", p.pid)));
+            let pid_ns = joined.pid_ns.clone().or_else(|| {
+                pod.infra
+                    .map(|p| PathBuf::from(format!("/proc/{}/ns/pid", p.pid)))
+            });
+            let or = |a: &Option<PathBuf>, b: &Option<PathBuf>| a.clone().or_else(|| b.clone());
+            let (netns, utsns, ipcns) = (
+                or(&joined.netns, &pod.netns),
+                or(&joined.utsns, &pod.utsns),
+                or(&joined.ipcns, &pod.ipcns),
+            );
+            let (hosts, resolv_conf, hostname_file) = (
+                or(&joined.hosts, &pod.hosts),
+                or(&joined.resolv_conf, &pod.resolv_conf),
+                or(&joined.hostname_file, &pod.hostname_file),
+            );
+            let shm = or(&joined.shm, &pod.shm);
+            let hostname = joined
+                .hostname
+                .clone()
+                .unwrap_or_else(|| pod.config.hostname.clone());
             let spec = build_spec(&SpecInputs {
                 container_id: &id,
                 sandbox_id: pod_id,
@@ -222,19 +259,19 @@ impl Engine {
                 sandbox: &pod.config,
                 image_config: &image_config,
                 rootfs: &rootfs,
-                netns_path: pod.netns.as_deref(),
-                ipc_ns_path: pod.ipcns.as_deref(),
-                uts_ns_path: pod.utsns.as_deref(),
+                netns_path: netns.as_deref(),
+                ipc_ns_path: ipcns.as_deref(),
+                uts_ns_path: utsns.as_deref(),
                 pid_ns_path: pid_ns.as_deref(),
                 target_pid_ns_path: target_pid_ns.as_deref(),
                 cgroups_path: rec.cgroups_path.clone(),
                 cgroup_namespace: false,
-                hostname: &pod.config.hostname,
+                hostname: &hostname,
                 sandbox_files: SandboxFiles {
-                    hosts: pod.hosts.as_deref(),
-                    resolv_conf: pod.resolv_conf.as_deref(),
-                    hostname: pod.hostname_file.as_deref(),
-                    shm: pod.shm.as_deref(),
+                    hosts: hosts.as_deref(),
+                    resolv_conf: resolv_conf.as_deref(),
+                    hostname: hostname_file.as_deref(),
+                    shm: shm.as_deref(),
                 },
                 host_devices: &crate::runtime::HostDevFs,
                 host_capabilities: &self.host.capabilities,
@@ -385,6 +422,7 @@ impl Engine {
                 rec.state
             )));
         }
+        self.check_joined_running(&rec.pod_id)?;
         if rec.monitor.is_none() {
             // Created without a monitor: its command could not be executed
             // at create. The runtime tries again (a `docker cp` may have

@@ -40,6 +40,7 @@ pub fn user_network(annotations: &std::collections::HashMap<String, String>) -> 
         .get(NETWORK_ANNOTATION)
         .map(String::as_str)
         .filter(|n| !matches!(*n, "" | "none" | "bridge" | "host" | "default"))
+        .filter(|n| !n.starts_with("container:"))
 }
 
 impl Engine {

@@ -175,6 +175,7 @@ impl Engine {
                     rec.state
                 )));
             }
+            self.check_joined_running(&rec.pod_id)?;
             crate::metrics::global().monitor_event("restart");
             let restart_count = if by_policy {
                 rec.restart_count.saturating_add(1)
@@ -216,6 +217,7 @@ impl Engine {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| Error::internal(format!("failed to read {}", monitor_json.display())))?;
+        self.refresh_joined_pid(&rec.pod_id, &cfg.bundle).await?;
         let _ = std::fs::remove_file(rec.exit_file());
         // After a host reboot the rootfs mount is gone: mount it again.
         let rootfs = rec.rootfs();

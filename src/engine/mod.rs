@@ -19,6 +19,7 @@ pub mod features;
 pub mod health;
 pub mod images;
 pub mod inspect;
+pub mod joined;
 mod migrate;
 pub mod networks;
 pub mod oci;

@@ -7,6 +7,7 @@ use k8s_cri::v1::{NamespaceMode, PodSandboxConfig};
 use tracing::{info, warn};
 
 use super::container::blocking;
+use super::joined::JoinedNamespaces;
 use super::records::{new_id, now_nanos, ContainerRecord, PodRecord, PodState};
 use super::{Engine, Error, PODS};
 use crate::monitor::MonitorConfig;
@@ -42,6 +43,19 @@ impl Engine {
         config: PodSandboxConfig,
         handler: &str,
     ) -> Result<String, Error> {
+        self.run_pod_sandbox_joined(config, handler, JoinedNamespaces::default())
+            .await
+    }
+
+    /// [`Engine::run_pod_sandbox`] for a pod whose containers join other
+    /// containers' namespaces: the pod pins none of its own for those and,
+    /// joining a network, has no CNI attachment (see [`super::joined`]).
+    pub async fn run_pod_sandbox_joined(
+        &self,
+        config: PodSandboxConfig,
+        handler: &str,
+        joined: JoinedNamespaces,
+    ) -> Result<String, Error> {
         let meta = config
             .metadata
             .clone()
@@ -66,6 +80,9 @@ impl Engine {
         if let Some(linux) = config.linux.as_ref() {
             check_cgroup_parent(&linux.cgroup_parent)?;
             check_sysctls(&linux.sysctls, modes(&config))?;
+        }
+        if !joined.is_empty() {
+            self.check_join_targets(&joined)?;
         }
         let handler = if handler.is_empty() {
             self.config.runtime.default_handler.clone()
@@ -111,16 +128,18 @@ impl Engine {
             gateways: vec![],
             network_attached: false,
             networks: vec![],
+            joined: joined.clone(),
         };
+        let join_net = joined.network.is_some();
         let made: Result<(), Error> = async {
             let (d, c, host_net) = (dir.clone(), config.clone(), m.host_network);
             let want = sandbox::NsKinds {
-                net: !m.host_network,
-                ipc: !m.host_ipc,
-                uts: !m.host_network,
+                net: !m.host_network && !join_net,
+                ipc: !m.host_ipc && joined.ipc.is_none(),
+                uts: !m.host_network && !join_net,
             };
-            let hostname =
-                (!m.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone());
+            let hostname = (!m.host_network && !join_net && !config.hostname.is_empty())
+                .then(|| config.hostname.clone());
             let (pinned, files) = blocking(move || {
                 let (ns, files) = (d.join("ns"), d.join("files"));
                 for x in [&ns, &files] {
@@ -150,10 +169,11 @@ impl Engine {
             rec.resolv_conf = Some(files.resolv_conf);
             rec.hostname_file = Some(files.hostname);
             rec.shm = files.shm;
-            let cni = config
-                .annotations
-                .get(super::docker::NETWORK_ANNOTATION)
-                .is_none_or(|n| n != "none");
+            let cni = !join_net
+                && config
+                    .annotations
+                    .get(super::docker::NETWORK_ANNOTATION)
+                    .is_none_or(|n| n != "none");
             // The network (CNI ADD, then /etc/hosts) and the infra process
             // (crun create + start) need only the pinned namespaces, not each
             // other: they run side by side. Both results are recorded before

@@ -91,6 +91,10 @@ pub struct PodRecord {
     /// the list existed have it empty: see [`PodRecord::attachments`].
     #[serde(default)]
     pub networks: Vec<NetworkAttachment>,
+    /// The containers whose namespaces this pod's containers join instead
+    /// of the pod's own (see [`super::joined`]).
+    #[serde(default)]
+    pub joined: super::joined::JoinedNamespaces,
 }
 
 /// One network a pod is attached to: one CNI ADD on one interface of the
@@ -386,6 +390,7 @@ mod tests {
             network_attached: attached,
             gateways: vec!["10.89.3.1".into()],
             networks: vec![],
+            joined: Default::default(),
         }
     }
 
