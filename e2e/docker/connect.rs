@@ -31,7 +31,7 @@ fn rules_of(nets: &[&Ours]) -> Vec<String> {
 
 /// A user network made with `docker network create --internal`; its id and
 /// what identifies its rules.
-fn user_network(e: &DockerEnv, name: &str, prefix: [u8; 3]) -> (String, Ours) {
+pub fn user_network(e: &DockerEnv, name: &str, prefix: [u8; 3]) -> (String, Ours) {
     let [a, b, c] = prefix;
     let id = e
         .docker(&[

@@ -241,3 +241,70 @@ async fn user_network_names_resolve_and_the_rest_is_forwarded() {
     drop(upstream);
     net.finish();
 }
+
+/// A container on two user networks resolves the names of both (its one
+/// server answers for every network of its pod, the first it joined
+/// first); after a disconnect only those of the network it kept.
+#[tokio::test]
+async fn a_container_on_two_networks_resolves_the_names_of_both() {
+    use super::connect::{user_network, Bridges};
+    let net = TestNet::new(Plugins::default()).await;
+    net.install();
+    free_subnets(&["10.89.94.", "10.89.95."]);
+    let e = DockerEnv::new(&net.yaml()).await;
+    let (_, red) = user_network(&e, "red", [10, 89, 94]);
+    let (_, blue) = user_network(&e, "blue", [10, 89, 95]);
+    let _bridges = Bridges(vec![red.bridge.clone(), blue.bridge.clone()]);
+    let bb = e.busybox.clone();
+    let run = |name: &str, network: &str| {
+        e.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            &bb,
+            "sleep",
+            "600",
+        ])
+        .ok();
+    };
+    run("on-red", "red");
+    run("on-blue", "blue");
+    run("both", "red");
+    let ip = |ctr: &str, network: &str| {
+        e.docker(&[
+            "inspect",
+            "--format",
+            &format!("{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}"),
+            ctr,
+        ])
+        .ok()
+        .out()
+        .to_string()
+    };
+    let (red_ip, blue_ip) = (ip("on-red", "red"), ip("on-blue", "blue"));
+    let (ok, _, out) = lookup(&e, "both", "on-blue");
+    assert!(!ok, "not on blue yet: {out}");
+
+    e.docker(&["network", "connect", "blue", "both"]).ok();
+    let (ok, ips, out) = lookup(&e, "both", "on-red");
+    assert!(ok && ips == [red_ip.clone()], "{out}");
+    let (ok, ips, out) = lookup(&e, "both", "on-blue");
+    assert!(ok && ips == [blue_ip.clone()], "{out}");
+    // And the other way: blue's member finds `both` by its blue address.
+    let (ok, ips, out) = lookup(&e, "on-blue", "both");
+    assert!(ok && ips == [ip("both", "blue")], "{out}");
+
+    e.docker(&["network", "disconnect", "blue", "both"]).ok();
+    let (ok, _, out) = lookup(&e, "both", "on-blue");
+    assert!(!ok, "blue's names went with blue: {out}");
+    let (ok, ips, out) = lookup(&e, "both", "on-red");
+    assert!(ok && ips == [red_ip], "red's stay: {out}");
+
+    e.docker(&["rm", "-f", "on-red", "on-blue", "both"]).ok();
+    e.docker(&["network", "rm", "red", "blue"]).ok();
+    drop(e);
+    net.finish();
+}

@@ -90,14 +90,8 @@ impl Engine {
             else {
                 continue;
             };
-            if pod.state == PodState::Ready {
-                if let Some(netns) = &pod.netns {
-                    ready.insert(pod.id.clone());
-                    let upstreams = pod_upstreams(pod);
-                    if let Err(e) = self.dns.listen(&pod.id, network, netns, upstreams) {
-                        warn!(pod = %pod.id, network = %network, error = %e, "failed to open the embedded DNS server in the pod's namespace");
-                    }
-                }
+            if self.listen_dns(pod) {
+                ready.insert(pod.id.clone());
             }
             let mut running: Vec<&ContainerRecord> = containers
                 .iter()
@@ -125,11 +119,43 @@ impl Engine {
         endpoints.sort_by(|a, b| (a.0, &a.1.container_id).cmp(&(b.0, &b.1.container_id)));
         let endpoints: Vec<Endpoint> = endpoints.into_iter().map(|(_, e)| e).collect();
         self.dns.set_table(network, &endpoints);
-        for (pod, net) in self.dns.listening() {
-            if net == network && !ready.contains(&pod) {
-                self.dns.close(&pod);
+        // Pods that answered for this network and are no longer on it (or
+        // gone): they keep answering for their other networks, if any.
+        for (pod_id, nets) in self.dns.listening() {
+            if !nets.iter().any(|n| n == network) || ready.contains(&pod_id) {
+                continue;
+            }
+            let still = pods
+                .iter()
+                .find(|(id, _)| *id == pod_id)
+                .is_some_and(|(_, p)| self.listen_dns(p));
+            if !still {
+                self.dns.close(&pod_id);
             }
         }
+    }
+
+    /// Opens (or updates) a ready pod's embedded DNS server for all its user
+    /// networks; false when it has none or is not ready.
+    fn listen_dns(&self, pod: &PodRecord) -> bool {
+        let (PodState::Ready, Some(netns)) = (pod.state, &pod.netns) else {
+            return false;
+        };
+        let networks: Vec<String> = self
+            .dns_attachments(pod)
+            .into_iter()
+            .map(|a| a.network)
+            .collect();
+        if networks.is_empty() {
+            return false;
+        }
+        if let Err(e) = self
+            .dns
+            .listen(&pod.id, networks, netns, pod_upstreams(pod))
+        {
+            warn!(pod = %pod.id, error = %e, "failed to open the embedded DNS server in the pod's namespace");
+        }
+        true
     }
 
     /// [`Engine::network_changed`] for each user network of a container's pod.

@@ -62,11 +62,17 @@ struct Inner {
     configured: Vec<SocketAddr>,
 }
 
-/// A pod's sockets: which network they answer for, and their tasks.
+/// A pod's sockets: the networks they answer for (the pod's user networks,
+/// in attachment order: a name on several answers from the first), and
+/// their tasks.
 struct Listener {
-    network: String,
+    networks: Networks,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// The networks a pod's server answers for; changed in place when the pod
+/// joins or leaves one (the sockets stay).
+type Networks = Arc<RwLock<Vec<String>>>;
 
 impl Drop for Listener {
     fn drop(&mut self) {
@@ -122,10 +128,17 @@ impl Dns {
     }
 
     /// The pods with open sockets and their networks.
-    pub fn listening(&self) -> Vec<(String, String)> {
+    pub fn listening(&self) -> Vec<(String, Vec<String>)> {
         self.listeners()
             .iter()
-            .map(|(pod, l)| (pod.clone(), l.network.clone()))
+            .map(|(pod, l)| {
+                let nets = l
+                    .networks
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                (pod.clone(), nets)
+            })
             .collect()
     }
 
@@ -137,45 +150,52 @@ impl Dns {
     }
 
     /// Opens 127.0.0.11:53 (UDP and TCP) in the pod's network namespace
-    /// `netns`, answering for `network` and forwarding to `upstreams`
-    /// (the pod's `--dns` servers) or else the default servers. Nothing
-    /// happens when the pod's sockets are already open for `network`.
-    /// Blocking for the bind (a thread's setns and two binds); must be
-    /// called inside the tokio runtime.
+    /// `netns`, answering for `networks` (the pod's user networks, first
+    /// first) and forwarding to `upstreams` (the pod's `--dns` servers) or
+    /// else the default servers. A pod whose sockets are open already keeps
+    /// them and answers for `networks` from now on. Blocking for the bind
+    /// (a thread's setns and two binds); must be called inside the tokio
+    /// runtime.
     pub fn listen(
         &self,
         pod_id: &str,
-        network: &str,
+        networks: Vec<String>,
         netns: &Path,
         upstreams: Vec<SocketAddr>,
     ) -> std::io::Result<()> {
-        if self
+        if let Some(l) = self
             .listeners()
             .get(pod_id)
-            .is_some_and(|l| l.network == network && l.tasks.iter().all(|t| !t.is_finished()))
+            .filter(|l| l.tasks.iter().all(|t| !t.is_finished()))
         {
+            *l.networks
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = networks;
             return Ok(());
         }
+        // Ended tasks (should not happen) let go of their sockets first.
+        self.close(pod_id);
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|e| std::io::Error::other(format!("no async runtime: {e}")))?;
         let (udp, tcp) = bind_in_netns(netns.to_path_buf())?;
         let _entered = rt.enter();
         let udp = tokio::net::UdpSocket::from_std(udp)?;
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
+        let shared: Networks = Arc::new(RwLock::new(networks));
         let ctx = Arc::new(Ctx {
             inner: self.inner.clone(),
-            network: network.to_string(),
+            networks: shared.clone(),
             upstreams,
         });
         let tasks = vec![
             rt.spawn(serve_udp(udp, ctx.clone())),
             rt.spawn(serve_tcp(tcp, ctx)),
         ];
-        debug!(pod = %pod_id, network = %network, "embedded DNS listening in the pod's namespace");
+        debug!(pod = %pod_id, "embedded DNS listening in the pod's namespace");
         self.listeners().insert(
             pod_id.to_string(),
             Listener {
-                network: network.to_string(),
+                networks: shared,
                 tasks,
             },
         );
@@ -193,19 +213,25 @@ impl Dns {
 /// What one pod's sockets answer with.
 struct Ctx {
     inner: Arc<Inner>,
-    network: String,
+    networks: Networks,
     /// The pod's own servers (`--dns`); empty = the defaults.
     upstreams: Vec<SocketAddr>,
 }
 
 impl Ctx {
-    fn table(&self) -> Option<Arc<Table>> {
-        self.inner
-            .tables
+    /// The tables of the pod's networks, in its order.
+    fn tables(&self) -> Vec<Arc<Table>> {
+        let nets = self
+            .networks
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&self.network)
-            .cloned()
+            .clone();
+        let tables = self
+            .inner
+            .tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        nets.iter().filter_map(|n| tables.get(n).cloned()).collect()
     }
 
     /// The servers to forward to: the pod's, the configured ones, or the
@@ -226,8 +252,16 @@ impl Ctx {
     /// The answer to one query, from the table or upstream (SERVFAIL when
     /// no server answered); None = no answer at all.
     async fn reply(&self, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
-        let table = self.table();
-        match answer(query, table.as_deref()) {
+        let tables = self.tables();
+        // The first network that knows the name answers.
+        let mut reply = answer(query, None);
+        for t in &tables {
+            reply = answer(query, Some(t));
+            if !matches!(reply, Reply::Forward) {
+                break;
+            }
+        }
+        match reply {
             Reply::Answer(b) => Some(b),
             Reply::Drop => None,
             Reply::Forward => {
@@ -249,7 +283,7 @@ async fn serve_udp(sock: tokio::net::UdpSocket, ctx: Arc<Ctx>) {
             Ok(x) => x,
             Err(e) => {
                 // ICMP errors of earlier sends surface here: not fatal.
-                debug!(network = %ctx.network, error = %e, "embedded DNS receive failed");
+                debug!(error = %e, "embedded DNS receive failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -269,7 +303,7 @@ async fn serve_tcp(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
-                warn!(network = %ctx.network, error = %e, "embedded DNS accept failed");
+                warn!(error = %e, "embedded DNS accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
