@@ -27,6 +27,7 @@ use crate::engine::health::HealthConfig;
 use crate::engine::networks::NetworkRequest;
 use crate::engine::records::new_id;
 
+mod log_opts;
 mod mounts;
 mod request;
 
@@ -96,6 +97,7 @@ async fn create(
     if let Some(p) = &req.host_config.restart_policy {
         check_restart_policy(p, false)?;
     }
+    let log_rotation = log_opts::rotation(req.host_config.log_config.as_ref())?;
     let taken = names(&d)?;
     let name = match p.name.as_deref().map(|n| n.trim_start_matches('/')) {
         Some(n) if !n.is_empty() => {
@@ -152,7 +154,7 @@ async fn create(
     }
     match d
         .engine
-        .create_docker_container(&pod_id, ctr_cfg, id.clone(), health)
+        .create_docker_container(&pod_id, ctr_cfg, id.clone(), health, log_rotation)
         .await
     {
         Ok(_) => {}
@@ -221,27 +223,6 @@ fn host_gateway(d: &Shared, pod_id: &str) -> Result<String, ApiError> {
     Err(ApiError::bad_request(
         "host-gateway: the container's network has no gateway to the host (its CNI result names none)",
     ))
-}
-
-/// `HostConfig.LogConfig`: the json-file driver (or none named). Other
-/// drivers and every option are refused rather than ignored: the log does
-/// not rotate yet (`max-size`/`max-file`).
-fn check_log_config(req: &CreateRequest) -> Result<(), ApiError> {
-    let Some(lc) = &req.host_config.log_config else {
-        return Ok(());
-    };
-    if !matches!(lc.kind.as_str(), "" | "json-file") {
-        return Err(ApiError::bad_request(format!(
-            "logging driver {:?} is not supported: berth keeps every container's log as json-file",
-            lc.kind
-        )));
-    }
-    if let Some(k) = lc.config.iter().flatten().map(|(k, _)| k).min() {
-        return Err(ApiError::bad_request(format!(
-            "log opt '{k}' is not supported: berth does not rotate container logs yet"
-        )));
-    }
-    Ok(())
 }
 
 /// A free TCP port on `ip` for a binding without a host port.
@@ -589,7 +570,6 @@ fn container_config(
         (NAME_ANNOTATION.to_string(), name.to_string()),
         (CONFIG_ANNOTATION.to_string(), body.to_string()),
     ]);
-    check_log_config(req)?;
     if req.host_config.init == Some(true) {
         let init = d.engine.docker_init()?;
         annotations.insert(

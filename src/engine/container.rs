@@ -42,8 +42,10 @@ impl Engine {
         config: ContainerConfig,
         id: String,
         health: Option<HealthConfig>,
+        log_rotation: Option<crate::monitor::log::Rotation>,
     ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, true, health).await
+        self.create_inner(pod_id, config, id, true, health, log_rotation)
+            .await
     }
 
     /// [`Engine::create_container`] with a chosen id (Docker names a
@@ -54,7 +56,8 @@ impl Engine {
         config: ContainerConfig,
         id: String,
     ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, false, None).await
+        self.create_inner(pod_id, config, id, false, None, None)
+            .await
     }
 
     async fn create_inner(
@@ -64,6 +67,7 @@ impl Engine {
         id: String,
         defer_exec_failure: bool,
         health: Option<HealthConfig>,
+        log_rotation: Option<crate::monitor::log::Rotation>,
     ) -> Result<String, Error> {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!("bad container id {id:?}")));
@@ -282,6 +286,7 @@ impl Engine {
                     pid_file: rec.dir.join("pid"),
                     exit_file: rec.exit_file(),
                     log_path: log_path.clone(),
+                    log_rotation,
                     oom_files: self.oom_files(&rec.cgroups_path),
                     attach_socket: super::exec::attach_socket_path(&rec.dir),
                     stdin: rec.config.stdin,

@@ -18,6 +18,7 @@ pub mod features;
 pub mod health;
 pub mod images;
 pub mod inspect;
+pub mod logfiles;
 pub mod networks;
 pub mod oci;
 mod orphans;
