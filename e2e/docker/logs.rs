@@ -184,7 +184,7 @@ async fn rotated_logs_keep_max_file_files_and_read_across_them() {
     // A guard against a hang, not a measure: a lost line fails the test here.
     let hang = std::time::Duration::from_secs(120);
     let mut followed = Vec::new();
-    let mut wait_for = |want: &str, followed: &mut Vec<String>| loop {
+    let wait_for = |want: &str, followed: &mut Vec<String>| loop {
         let l = rx
             .recv_timeout(hang)
             .unwrap_or_else(|_| panic!("docker logs -f never showed {want}: {followed:?}"));
