@@ -25,6 +25,7 @@ mod orphans;
 pub mod pod;
 pub mod records;
 pub mod rootfs;
+pub mod sampler;
 pub mod samples;
 pub mod stats;
 
