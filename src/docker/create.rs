@@ -19,6 +19,7 @@ use tracing::warn;
 
 use super::error::{DockerJson, Query};
 use super::{ApiError, Shared};
+use crate::engine::container::DockerCreate;
 use crate::engine::docker::{
     CONFIG_ANNOTATION, NAME_ANNOTATION, NETWORK_ALIASES_ANNOTATION, NETWORK_ANNOTATION,
     NETWORK_ID_ANNOTATION, NETWORK_IP_ANNOTATION, OWNER_LABEL,
@@ -29,6 +30,7 @@ use crate::engine::networks::NetworkRequest;
 use crate::engine::records::{new_id, ExitPolicy, Restart};
 
 mod joined;
+mod log_opts;
 mod mounts;
 mod request;
 
@@ -98,6 +100,7 @@ async fn create(
     if let Some(p) = &req.host_config.restart_policy {
         check_restart_policy(p, false)?;
     }
+    let log_rotation = log_opts::rotation(req.host_config.log_config.as_ref())?;
     let taken = names(&d)?;
     let name = match p.name.as_deref().map(|n| n.trim_start_matches('/')) {
         Some(n) if !n.is_empty() => {
@@ -148,7 +151,11 @@ async fn create(
         ctr_cfg,
         extra_networks,
         &id,
-        health,
+        DockerCreate {
+            health,
+            exit_policy: exit_policy(&req),
+            log_rotation,
+        },
     );
     if let Err(e) = made.await {
         // The anonymous volumes made for it go with it.
@@ -176,7 +183,7 @@ async fn create_in_pod(
     ctr_cfg: cri::ContainerConfig,
     extra_networks: Vec<NetworkRequest>,
     id: &str,
-    health: Option<HealthConfig>,
+    extras: DockerCreate,
 ) -> Result<(), ApiError> {
     let handler = req.host_config.runtime.clone();
     let pod_id = d
@@ -202,7 +209,7 @@ async fn create_in_pod(
     }
     if let Err(e) = d
         .engine
-        .create_docker_container(&pod_id, ctr_cfg, id.to_string(), health, exit_policy(req))
+        .create_docker_container(&pod_id, ctr_cfg, id.to_string(), extras)
         .await
     {
         if let Err(re) = d.engine.remove_pod_sandbox(&pod_id).await {
@@ -275,27 +282,6 @@ fn host_gateway(d: &Shared, pod_id: &str) -> Result<String, ApiError> {
     Err(ApiError::bad_request(
         "host-gateway: the container's network has no gateway to the host (its CNI result names none)",
     ))
-}
-
-/// `HostConfig.LogConfig`: the json-file driver (or none named). Other
-/// drivers and every option are refused rather than ignored: the log does
-/// not rotate yet (`max-size`/`max-file`).
-fn check_log_config(req: &CreateRequest) -> Result<(), ApiError> {
-    let Some(lc) = &req.host_config.log_config else {
-        return Ok(());
-    };
-    if !matches!(lc.kind.as_str(), "" | "json-file") {
-        return Err(ApiError::bad_request(format!(
-            "logging driver {:?} is not supported: berth keeps every container's log as json-file",
-            lc.kind
-        )));
-    }
-    if let Some(k) = lc.config.iter().flatten().map(|(k, _)| k).min() {
-        return Err(ApiError::bad_request(format!(
-            "log opt '{k}' is not supported: berth does not rotate container logs yet"
-        )));
-    }
-    Ok(())
 }
 
 /// A free TCP port on `ip` for a binding without a host port.
@@ -643,7 +629,6 @@ fn container_config(
         (NAME_ANNOTATION.to_string(), name.to_string()),
         (CONFIG_ANNOTATION.to_string(), body.to_string()),
     ]);
-    check_log_config(req)?;
     if req.host_config.init == Some(true) {
         let init = d.engine.docker_init()?;
         annotations.insert(

@@ -4,10 +4,11 @@
 //!
 //! The CRI file holds records `<ts> <stdout|stderr> <P|F> <text>`; `P`
 //! records are pieces of one long line and are joined before output, so a
-//! line is one message (one timestamp, one frame). Following polls the file,
-//! survives `ReopenContainerLog` (the old file is renamed and a new one made
-//! at the same path: the old one is drained, then the new one read from its
-//! start), and ends once the container is no longer running and the file is
+//! line is one message (one timestamp, one frame). The files rotated out by
+//! `--log-opt max-size` are read first, oldest first. Following polls the
+//! file, survives rotation and `ReopenContainerLog` (the old file is renamed
+//! and a new one made at the same path: the old one is drained, then the
+//! next one by identity, see [`crate::engine::logfiles`]), and ends once the container is no longer running and the file is
 //! drained — the monitor flushes the log before it records the exit.
 
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 
 use super::error::{flag, Query};
 use super::{time, ApiError, ApiVersion, Shared};
+use crate::engine::logfiles::{self, FileId};
 use crate::engine::records::ContainerState;
 
 /// Stream ids of Docker's multiplexed framing.
@@ -316,20 +318,18 @@ struct Reader {
 struct FileCursor {
     file: tokio::fs::File,
     /// (dev, ino) of the open file, to notice the path now names another.
-    id: (u64, u64),
+    id: FileId,
     leftover: Vec<u8>,
 }
 
 impl FileCursor {
-    async fn open(path: &std::path::Path) -> std::io::Result<FileCursor> {
-        use std::os::unix::fs::MetadataExt;
-        let file = tokio::fs::File::open(path).await?;
-        let m = file.metadata().await?;
-        Ok(FileCursor {
-            file,
-            id: (m.dev(), m.ino()),
+    /// The log file after `after` (the oldest for `None`), if any.
+    fn next(path: &std::path::Path, after: Option<FileId>) -> std::io::Result<Option<FileCursor>> {
+        Ok(logfiles::open_next(path, after)?.map(|(f, id)| FileCursor {
+            file: tokio::fs::File::from_std(f),
+            id,
             leftover: Vec::new(),
-        })
+        }))
     }
 
     /// Reads what is there now through `parser`; an unterminated last line
@@ -366,27 +366,27 @@ impl FileCursor {
 
     /// True when the path now names another file (rotated) or none.
     fn replaced(&self, path: &std::path::Path) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::metadata(path) {
-            Ok(m) => (m.dev(), m.ino()) != self.id,
-            Err(_) => true,
-        }
+        logfiles::live_id(path) != Some(self.id)
     }
 }
 
 impl Reader {
     async fn run(&self, follow: bool) -> std::io::Result<()> {
-        let mut cursor = match FileCursor::open(&self.path).await {
-            Ok(c) => Some(c),
-            // Never started: no file yet, nothing to show.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
+        // Never started: no file yet, nothing to show.
+        let mut cursor = FileCursor::next(&self.path, None)?;
         let mut parser = Parser::default();
-        // The backlog: the file as it is now, tail applied, then the window.
-        if let Some(c) = cursor.as_mut() {
+        // The backlog: the files as they are now (rotated ones first, oldest
+        // first), tail applied, then the window.
+        if let Some(mut c) = cursor.take() {
             let mut tail = Tail::new(self.opts.tail);
             c.drain(&mut parser, &mut |m| tail.push(m)).await?;
+            while let Some(next) = FileCursor::next(&self.path, Some(c.id))? {
+                // What was written before the rotation, then the next file.
+                c.drain(&mut parser, &mut |m| tail.push(m)).await?;
+                c = next;
+                c.drain(&mut parser, &mut |m| tail.push(m)).await?;
+            }
+            cursor = Some(c);
             if !follow {
                 for m in parser.flush() {
                     tail.push(m);
@@ -400,9 +400,12 @@ impl Reader {
             return Ok(());
         }
         loop {
-            // Everything read: has the file been rotated, or the container ended?
+            // Everything read: has the file been rotated (maybe more than
+            // once since the last look), or has the container ended?
             if cursor.as_ref().is_none_or(|c| c.replaced(&self.path)) {
-                if let Ok(next) = FileCursor::open(&self.path).await {
+                while let Some(next) = FileCursor::next(&self.path, cursor.as_ref().map(|c| c.id))?
+                {
+                    // The old file gets no more bytes once renamed: drain it, go on.
                     if let Some(mut old) = cursor.take() {
                         if !self.follow_drain(&mut old, &mut parser).await? {
                             return Ok(());
@@ -600,7 +603,7 @@ mod tests {
         let path = dir.path().join("c.log");
         let mut f = std::fs::File::create(&path).unwrap();
         write!(f, "{T0} stdout F one\n{T0} stdout F tw").unwrap();
-        let mut c = FileCursor::open(&path).await.unwrap();
+        let mut c = FileCursor::next(&path, None).unwrap().unwrap();
         let mut p = Parser::default();
         let mut got = vec![];
         c.drain(&mut p, &mut |m| got.push(m.line)).await.unwrap();

@@ -1,15 +1,15 @@
 //! `GET /containers/{id}/stats` and `GET /containers/{id}/top`.
 //!
-//! Stats are Docker's `StatsResponse`, read from the container's cgroup (v1,
-//! hybrid or v2 files, see [`crate::cgroups::Detail`]), `/proc/stat` for the
-//! host's CPU time and the container's `/proc/<pid>/net/dev` for its network.
+//! Stats are Docker's `StatsResponse`, rendered from the engine's sample
+//! ([`crate::engine::sampler`]: the container's cgroup in v1, hybrid or v2
+//! files, the host's CPU time, the container's network counters).
 //! As Docker does: streaming sends one object a second, the first without
 //! `precpu_stats`; `stream=0` takes two samples a second apart so clients can
 //! compute a CPU percentage, unless `one-shot=1`; a container that is not
 //! running gets zeros with its id and name.
 //!
-//! Top runs the host's `ps` and keeps the rows whose PID is in the
-//! container's cgroup, as moby does.
+//! Top has the engine run the host's `ps` and keeps the rows whose PID is in
+//! the container's cgroup, as moby does.
 
 use std::time::Duration;
 
@@ -26,8 +26,9 @@ use tokio::sync::mpsc;
 
 use super::error::{flag, Query};
 use super::{time, ApiError, ApiVersion, Shared};
-use crate::cgroups::{BlkioEntry, CgroupErrorKind, Detail};
-use crate::engine::records::{ContainerRecord, ContainerState};
+use crate::cgroups::BlkioEntry;
+use crate::engine::records::ContainerState;
+use crate::engine::sampler::ContainerSample;
 
 /// How often streamed stats are sent (Docker's collector interval).
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -120,68 +121,6 @@ const BLKIO_KEYS: &[&str] = &[
     "sectors_recursive",
 ];
 
-/// The host's CPU time (nanoseconds, as Docker computes it from the first
-/// seven fields of `/proc/stat`'s `cpu` line) and its number of CPUs.
-pub fn system_cpu(proc_stat: &str) -> Option<(u64, u32)> {
-    let mut total = None;
-    let mut cpus = 0u32;
-    for line in proc_stat.lines() {
-        let Some(rest) = line.strip_prefix("cpu") else {
-            break;
-        };
-        if rest.starts_with(' ') {
-            let ticks: Option<Vec<u64>> = rest
-                .split_whitespace()
-                .take(7)
-                .map(|v| v.parse().ok())
-                .collect();
-            let ticks = ticks.filter(|t| t.len() == 7)?;
-            total = Some(ticks.iter().sum::<u64>() * 1_000_000_000 / 100);
-        } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
-            cpus += 1;
-        }
-    }
-    Some((total?, cpus))
-}
-
-/// `/proc/<pid>/net/dev` as Docker's `networks`, without the loopback.
-pub fn parse_net_dev(text: &str) -> Map<String, Value> {
-    let mut out = Map::new();
-    for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let name = name.trim();
-        let v: Vec<u64> = rest
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if name == "lo" || v.len() < 12 {
-            continue;
-        }
-        out.insert(
-            name.to_string(),
-            json!({
-                "rx_bytes": v[0], "rx_packets": v[1], "rx_errors": v[2], "rx_dropped": v[3],
-                "tx_bytes": v[8], "tx_packets": v[9], "tx_errors": v[10], "tx_dropped": v[11],
-            }),
-        );
-    }
-    out
-}
-
-/// The host's memory, Docker's `limit` for a container without one.
-fn machine_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Go's zero `CPUStats`.
 fn zero_cpu() -> Value {
     json!({
@@ -229,15 +168,24 @@ fn put_nonzero(m: &mut Map<String, Value>, k: &str, v: u64) {
 }
 
 /// One sample as Docker's `StatsResponse` (without the `pre*` fields).
-pub fn to_json(
-    id: &str,
-    name: &str,
-    read: i64,
-    d: &Detail,
-    system: Option<(u64, u32)>,
-    machine_memory: u64,
-    networks: Map<String, Value>,
-) -> Value {
+/// Docker's `StatsResponse` of one sample (`precpu_stats` zero).
+pub fn to_json(id: &str, name: &str, s: &ContainerSample) -> Value {
+    let (d, system, machine_memory, read) = (&s.detail, s.system_cpu, s.machine_memory, s.read);
+    let networks: Map<String, Value> = s
+        .networks
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                json!({
+                    "rx_bytes": n.rx_bytes, "rx_packets": n.rx_packets,
+                    "rx_errors": n.rx_errors, "rx_dropped": n.rx_dropped,
+                    "tx_bytes": n.tx_bytes, "tx_packets": n.tx_packets,
+                    "tx_errors": n.tx_errors, "tx_dropped": n.tx_dropped,
+                }),
+            )
+        })
+        .collect();
     let mut usage = Map::new();
     usage.insert("total_usage".into(), d.cpu_total_ns.into());
     if !d.cpu_percpu_ns.is_empty() {
@@ -320,46 +268,10 @@ pub fn to_json(
 
 /// Takes one sample of a container: zeros when it is not running.
 fn sample(d: &Shared, id: &str, name: &str) -> Result<Value, ApiError> {
-    let Some(rec) = d.engine.refreshed(id)? else {
-        return Ok(empty(id, name));
-    };
-    if rec.state != ContainerState::Running {
-        return Ok(empty(id, name));
-    }
-    let h = d
-        .engine
-        .cgroups
-        .as_ref()
-        .map_err(|e| ApiError::internal(format!("cgroups unavailable: {e}")))?;
-    let read = time::now_nanos();
-    let detail = match h.detail(&rec.cgroups_path) {
-        Ok(x) => x,
-        Err(e) if e.kind() == CgroupErrorKind::NotFound => return Ok(empty(id, name)),
-        Err(e) => {
-            return Err(ApiError::internal(format!(
-                "failed to read the cgroup of container {id}: {e}"
-            )))
-        }
-    };
-    // Sampled right after the container, so the two deltas line up.
-    let system = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|t| system_cpu(&t));
-    let networks = rec
-        .pid
-        .filter(|p| p.alive())
-        .and_then(|p| std::fs::read_to_string(format!("/proc/{}/net/dev", p.pid)).ok())
-        .map(|t| parse_net_dev(&t))
-        .unwrap_or_default();
-    Ok(to_json(
-        id,
-        name,
-        read,
-        &detail,
-        system,
-        machine_memory(),
-        networks,
-    ))
+    Ok(match d.engine.sample_container(id)? {
+        Some(s) => to_json(id, name, &s),
+        None => empty(id, name),
+    })
 }
 
 async fn sample_async(d: &Shared, id: &str, name: &str) -> Result<Value, ApiError> {
@@ -515,33 +427,6 @@ pub fn parse_ps(output: &str, pids: &[i32]) -> Result<Value, String> {
     Ok(json!({"Titles": titles, "Processes": processes}))
 }
 
-/// Every pid in a container's cgroup and its sub-cgroups.
-fn container_pids(d: &Shared, rec: &ContainerRecord) -> Result<Vec<i32>, ApiError> {
-    let h = d
-        .engine
-        .cgroups
-        .as_ref()
-        .map_err(|e| ApiError::internal(format!("cgroups unavailable: {e}")))?;
-    let dir = ["pids", "memory", "cpuacct", "cpu", "name=systemd"]
-        .iter()
-        .map(|c| h.resolve_dir(if h.is_v2() { "" } else { c }, &rec.cgroups_path))
-        .find(|p| p.is_dir())
-        .ok_or_else(|| ApiError::internal(format!("the cgroup of container {} is gone", rec.id)))?;
-    let mut pids = Vec::new();
-    let mut stack = vec![dir];
-    while let Some(dir) = stack.pop() {
-        if let Ok(t) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            pids.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-        }
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            stack.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
-        }
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    Ok(pids)
-}
-
 async fn top(
     State(d): State<Shared>,
     Path(id): Path<String>,
@@ -560,7 +445,7 @@ async fn top(
             rec.id
         )));
     }
-    let pids = container_pids(&d, &rec)?;
+    let pids = d.engine.container_pids(&rec)?;
     let args: Vec<&str> = ps_args.split(' ').collect();
     let quick = format!(
         "-q{}",
@@ -570,20 +455,19 @@ async fn top(
             .join(",")
     );
     let run = |with_quick: bool| {
-        let mut c = tokio::process::Command::new("ps");
-        c.args(&args);
+        let mut a = args.clone();
         if with_quick {
-            c.arg(&quick);
+            a.push(&quick);
         }
-        c.stdin(std::process::Stdio::null());
-        c.output()
+        let d = d.clone();
+        async move { d.engine.host_ps(&a).await }
     };
     let mut out = run(!pids.is_empty()).await;
     // Some ps options (f) refuse -q: retry without it.
     if !out.as_ref().is_ok_and(|o| o.status.success()) {
         out = run(false).await;
     }
-    let out = out.map_err(|e| ApiError::internal(format!("ps: {e}")))?;
+    let out = out?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or("").to_string();
@@ -601,30 +485,17 @@ async fn top(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroups::Detail;
+    use crate::sandbox::InterfaceCounters;
 
-    #[test]
-    fn system_cpu_is_nanoseconds_of_the_first_seven_fields() {
-        let stat = "cpu  100 2 30 400 5 6 7 8 0 0\n\
-                    cpu0 50 1 15 200 2 3 3 4 0 0\n\
-                    cpu1 50 1 15 200 3 3 4 4 0 0\n\
-                    intr 1 2 3\n";
-        let (ns, cpus) = system_cpu(stat).unwrap();
-        assert_eq!(ns, 550 * 10_000_000);
-        assert_eq!(cpus, 2);
-        assert!(system_cpu("intr 1\n").is_none());
-    }
-
-    #[test]
-    fn net_dev_skips_loopback() {
-        let t = "Inter-|   Receive                                                |  Transmit\n \
-                 face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
-                 lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  \
-                 eth0:    2000      20    1    2    0     0          0         0     3000      30    3    4    0     0       0          0\n";
-        let n = parse_net_dev(t);
-        assert_eq!(n.len(), 1);
-        assert_eq!(n["eth0"]["rx_bytes"], 2000);
-        assert_eq!(n["eth0"]["tx_packets"], 30);
-        assert_eq!(n["eth0"]["tx_dropped"], 4);
+    fn sample(read: i64, d: &Detail, system: Option<(u64, u32)>, mem: u64) -> ContainerSample {
+        ContainerSample {
+            read,
+            detail: d.clone(),
+            system_cpu: system,
+            machine_memory: mem,
+            networks: Vec::new(),
+        }
     }
 
     #[test]
@@ -636,7 +507,17 @@ mod tests {
             ..Detail::default()
         };
         d.memory_stat.insert("cache".into(), 7);
-        let v = to_json("x", "/n", 1, &d, Some((10, 2)), 1 << 30, Map::new());
+        let mut s = sample(1, &d, Some((10, 2)), 1 << 30);
+        s.networks.push(InterfaceCounters {
+            name: "eth0".into(),
+            rx_bytes: 2000,
+            tx_packets: 30,
+            ..Default::default()
+        });
+        let v = to_json("x", "/n", &s);
+        assert_eq!(v["networks"]["eth0"]["rx_bytes"], 2000);
+        assert_eq!(v["networks"]["eth0"]["tx_packets"], 30);
+        let v = to_json("x", "/n", &sample(1, &d, Some((10, 2)), 1 << 30));
         assert_eq!(v["memory_stats"]["limit"], 1u64 << 30);
         assert_eq!(v["memory_stats"]["usage"], 4096);
         assert_eq!(v["memory_stats"]["stats"]["cache"], 7);
@@ -648,7 +529,7 @@ mod tests {
         assert_eq!(v["blkio_stats"]["io_service_bytes_recursive"], Value::Null);
         d.memory_limit = Some(1 << 20);
         d.v2 = true;
-        let v = to_json("x", "/n", 1, &d, None, 1 << 30, Map::new());
+        let v = to_json("x", "/n", &sample(1, &d, None, 1 << 30));
         assert_eq!(v["memory_stats"]["limit"], 1u64 << 20);
         assert!(v["memory_stats"]["stats"].get("anon").is_some());
         assert!(v["cpu_stats"].get("system_cpu_usage").is_none());
@@ -660,8 +541,8 @@ mod tests {
             cpu_total_ns: 9,
             ..Detail::default()
         };
-        let a = to_json("x", "/n", 1_000, &d, None, 0, Map::new());
-        let b = with_previous(to_json("x", "/n", 2_000, &d, None, 0, Map::new()), &a);
+        let a = to_json("x", "/n", &sample(1_000, &d, None, 0));
+        let b = with_previous(to_json("x", "/n", &sample(2_000, &d, None, 0)), &a);
         assert_eq!(b["preread"], a["read"]);
         assert_eq!(b["precpu_stats"]["cpu_usage"]["total_usage"], 9);
         let e = empty("x", "/n");

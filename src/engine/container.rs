@@ -22,6 +22,18 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to wait for an exit after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// What a container made through the Docker door has beyond CRI's config.
+#[derive(Debug, Default)]
+pub struct DockerCreate {
+    /// Docker's health check, already merged with the image's (see
+    /// [`HealthConfig::merge`]).
+    pub health: Option<HealthConfig>,
+    /// What follows its exits (restart policy, `--rm`).
+    pub exit_policy: ExitPolicy,
+    /// `--log-opt max-size/max-file`.
+    pub log_rotation: Option<crate::monitor::log::Rotation>,
+}
+
 impl Engine {
     /// Creates a container in a ready pod; it is left in `Created`.
     pub async fn create_container(
@@ -36,18 +48,15 @@ impl Engine {
     /// runtime cannot execute (missing, not executable) does not fail the
     /// create; the container is left `Created` without a monitor and its
     /// start tries again and fails with Docker's 127/126 (see
-    /// [`exec_failure`]). `health` is Docker's health check, already merged
-    /// with the image's (see [`HealthConfig::merge`]).
+    /// [`exec_failure`]). `extras` are what only Docker's containers have.
     pub async fn create_docker_container(
         &self,
         pod_id: &str,
         config: ContainerConfig,
         id: String,
-        health: Option<HealthConfig>,
-        exit_policy: ExitPolicy,
+        extras: DockerCreate,
     ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, true, health, exit_policy)
-            .await
+        self.create_inner(pod_id, config, id, true, extras).await
     }
 
     /// [`Engine::create_container`] with a chosen id (Docker names a
@@ -58,7 +67,7 @@ impl Engine {
         config: ContainerConfig,
         id: String,
     ) -> Result<String, Error> {
-        self.create_inner(pod_id, config, id, false, None, ExitPolicy::default())
+        self.create_inner(pod_id, config, id, false, DockerCreate::default())
             .await
     }
 
@@ -68,9 +77,13 @@ impl Engine {
         config: ContainerConfig,
         id: String,
         defer_exec_failure: bool,
-        health: Option<HealthConfig>,
-        exit_policy: ExitPolicy,
+        extras: DockerCreate,
     ) -> Result<String, Error> {
+        let DockerCreate {
+            health,
+            exit_policy,
+            log_rotation,
+        } = extras;
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!("bad container id {id:?}")));
         }
@@ -330,6 +343,7 @@ impl Engine {
                     pid_file: rec.dir.join("pid"),
                     exit_file: rec.exit_file(),
                     log_path: log_path.clone(),
+                    log_rotation,
                     oom_files: self.oom_files(&rec.cgroups_path),
                     attach_socket: super::exec::attach_socket_path(&rec.dir),
                     stdin: rec.config.stdin,

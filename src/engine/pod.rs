@@ -218,6 +218,7 @@ impl Engine {
                         pid_file: dir.join("infra.pid"),
                         exit_file: dir.join("infra-exit.json"),
                         log_path: None,
+                        log_rotation: None,
                         oom_files: vec![],
                         attach_socket: None,
                         stdin: false,

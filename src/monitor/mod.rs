@@ -36,7 +36,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 pub use exit::ExitStatus;
-use log::{CriLogWriter, LineSplitter, Stream};
+use log::{CriLogWriter, LineSplitter, LogFile, RecordOut, Rotation, Stream};
 
 /// How long output is drained after the container's init exits (processes
 /// left in a shared PID namespace may hold the pipes open).
@@ -62,6 +62,11 @@ pub struct MonitorConfig {
     pub exit_file: PathBuf,
     /// The CRI log file; `None` discards output.
     pub log_path: Option<PathBuf>,
+    /// Rotation of the log file (Docker's `max-size`/`max-file`); absent in
+    /// configs of older berths and for CRI containers (the kubelet rotates
+    /// their logs itself): the file only grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_rotation: Option<Rotation>,
     /// Files holding the cgroup's OOM-kill counter (v1 `memory.oom_control`,
     /// v2 `memory.events`), read after the exit.
     #[serde(default)]
@@ -164,7 +169,7 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
         .and_then(|s| s.trim().parse::<i32>().ok())
         .ok_or_else(|| format!("runtime wrote no pid to {}", cfg.pid_file.display()))?;
 
-    let writer = open_log(cfg.log_path.as_deref())?;
+    let writer = open_log(cfg.log_path.as_deref(), cfg.log_rotation)?;
     let writer = Arc::new(Mutex::new(writer));
     let attach = match &cfg.attach_socket {
         Some(p) => Some(
@@ -187,8 +192,8 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
     drop(done_tx);
     {
         let w = writer.clone();
-        let path = cfg.log_path.clone();
-        spawn_small(move || reopen_on_usr1(usr1, path, &w))?;
+        let (path, rotation) = (cfg.log_path.clone(), cfg.log_rotation);
+        spawn_small(move || reopen_on_usr1(usr1, path, rotation, &w))?;
     }
 
     report(&Ready::Pid(pid));
@@ -321,7 +326,7 @@ fn reap(init: Pid) -> (i32, Option<i32>) {
 fn copy_output(
     mut src: File,
     stream: Stream,
-    w: &Mutex<Option<CriLogWriter<File>>>,
+    w: &Mutex<Option<CriLogWriter<LogFile>>>,
     attach: Option<&attach::Attach>,
 ) {
     let mut split = LineSplitter::new(stream);
@@ -344,7 +349,7 @@ fn copy_output(
 }
 
 /// Records go to the current log file (swapped on reopen).
-struct Sink<'a>(&'a Mutex<Option<CriLogWriter<File>>>);
+struct Sink<'a>(&'a Mutex<Option<CriLogWriter<LogFile>>>);
 
 impl log::RecordSink for Sink<'_> {
     fn record(&mut self, stream: Stream, partial: bool, msg: &[u8]) -> std::io::Result<()> {
@@ -356,24 +361,29 @@ impl log::RecordSink for Sink<'_> {
     }
 }
 
-fn reopen_on_usr1(set: SigSet, path: Option<PathBuf>, w: &Mutex<Option<CriLogWriter<File>>>) {
+fn reopen_on_usr1(
+    set: SigSet,
+    path: Option<PathBuf>,
+    rotation: Option<Rotation>,
+    w: &Mutex<Option<CriLogWriter<LogFile>>>,
+) {
     while set.wait().is_ok() {
-        if let Ok(new) = open_log(path.as_deref()) {
+        if let Ok(new) = open_log(path.as_deref(), rotation) {
             *w.lock().unwrap_or_else(|p| p.into_inner()) = new;
         }
     }
 }
 
-fn open_log(path: Option<&Path>) -> Result<Option<CriLogWriter<File>>, String> {
+fn open_log(
+    path: Option<&Path>,
+    rotation: Option<Rotation>,
+) -> Result<Option<CriLogWriter<LogFile>>, String> {
     let Some(p) = path else { return Ok(None) };
     if let Some(dir) = p.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
     }
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p)
+    let f = LogFile::open(p, rotation)
         .map_err(|e| format!("failed to open log {}: {e}", p.display()))?;
     Ok(Some(CriLogWriter { out: f }))
 }
@@ -462,4 +472,30 @@ fn oom_kills(files: &[PathBuf]) -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_of_an_older_berth_has_no_rotation() {
+        let old = r#"{"id":"c","bundle":"/b","runtime":"/usr/bin/crun","runtime_root":"/r",
+            "runtime_log":"/l","pid_file":"/p","exit_file":"/e","log_path":"/x/0.log"}"#;
+        let cfg: MonitorConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(cfg.log_rotation, None);
+        // Without rotation the config is written as before.
+        let back = serde_json::to_string(&cfg).unwrap();
+        assert!(!back.contains("log_rotation"), "{back}");
+        let rotating = MonitorConfig {
+            log_rotation: Some(Rotation {
+                max_size: 10,
+                max_files: 2,
+            }),
+            ..cfg
+        };
+        let again: MonitorConfig =
+            serde_json::from_str(&serde_json::to_string(&rotating).unwrap()).unwrap();
+        assert_eq!(again.log_rotation, rotating.log_rotation);
+    }
 }
