@@ -396,14 +396,14 @@ impl Engine {
     ) -> Result<(), Error> {
         let rec = self.container(id)?;
         let root = rec.rootfs();
-        let mounted = super::docker::is_mounted(&root);
+        let mounted = crate::storage::is_mounted(&root);
         // A temporary mount keeps the container from starting meanwhile.
         let _g = if mounted {
             None
         } else {
             Some(self.locks.lock(id).await)
         };
-        let mounted = mounted || super::docker::is_mounted(&root);
+        let mounted = mounted || crate::storage::is_mounted(&root);
         if !mounted {
             let lowers: Vec<PathBuf> = rec
                 .snapshots

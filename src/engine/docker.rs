@@ -221,7 +221,7 @@ impl Engine {
         let _ = std::fs::remove_file(rec.exit_file());
         // After a host reboot the rootfs mount is gone: mount it again.
         let rootfs = rec.rootfs();
-        if !is_mounted(&rootfs) {
+        if !crate::storage::is_mounted(&rootfs) {
             let lowers: Vec<PathBuf> = rec
                 .snapshots
                 .iter()
@@ -360,15 +360,4 @@ pub fn dockershim_name(rec: &ContainerRecord, pod: Option<&PodRecord>) -> String
         pm.map(|m| m.namespace.as_str()).unwrap_or(""),
         pm.map(|m| m.uid.as_str()).unwrap_or(""),
     )
-}
-
-/// True when `path` is a mount point (listed in /proc/self/mountinfo).
-pub(crate) fn is_mounted(path: &std::path::Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| m == want)
 }

@@ -445,35 +445,14 @@ mod tests {
     #[test]
     fn container_records_of_older_berths_read_with_defaults() {
         let rec = ContainerRecord {
-            id: "c".into(),
-            pod_id: "p".into(),
-            config: ContainerConfig::default(),
-            image_id: String::new(),
-            image_name: String::new(),
-            snapshots: vec![],
-            volume_snapshots: vec![],
-            runtime_handler: String::new(),
-            state: ContainerState::Exited,
-            created_at: 0,
-            started_at: 0,
-            finished_at: 0,
             exit_code: 3,
-            reason: String::new(),
-            message: String::new(),
-            dir: PathBuf::new(),
-            layer_dir: PathBuf::new(),
-            log_path: None,
-            pid: None,
-            monitor: None,
-            cgroups_path: String::new(),
-            paused: false,
-            health: None,
             restart_count: 2,
             exit_policy: ExitPolicy {
                 restart: Restart::OnFailure { max_retries: 3 },
                 auto_remove: false,
             },
             stopped_by_user: true,
+            ..ContainerRecord::sample("c")
         };
         let mut v = serde_json::to_value(&rec).unwrap();
         assert_eq!(

@@ -128,6 +128,17 @@ impl StorageError {
     }
 }
 
+/// True when `path` is a mount point (listed in /proc/self/mountinfo).
+pub fn is_mounted(path: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}
+
 #[cfg(test)]
 mod mount_point_tests {
     #[test]

@@ -182,17 +182,6 @@ pub fn validate_options(opts: &BTreeMap<String, String>) -> Result<(), String> {
     Ok(())
 }
 
-/// True when `path` is a mount point (listed in /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| m == want)
-}
-
 /// The volumes under one `<root>/volumes` directory.
 pub struct VolumeStore {
     dir: PathBuf,
@@ -312,7 +301,7 @@ impl VolumeStore {
     /// one, or one mounted already).
     pub fn mount(&self, v: &Volume) -> Result<(), VolumeError> {
         let _g = self.lock();
-        if !v.is_mount() || is_mounted(&v.mountpoint) {
+        if !v.is_mount() || super::is_mounted(&v.mountpoint) {
             return Ok(());
         }
         validate_options(&v.options)
@@ -367,7 +356,7 @@ impl VolumeStore {
     }
 
     fn unmount_locked(&self, v: &Volume) -> Result<(), VolumeError> {
-        while is_mounted(&v.mountpoint) {
+        while super::is_mounted(&v.mountpoint) {
             umount2(&v.mountpoint, MntFlags::empty()).map_err(|e| {
                 VolumeError::InUse(format!("failed to unmount volume {}: {e}", v.name))
             })?;
@@ -410,7 +399,7 @@ impl VolumeStore {
     /// Bytes a volume holds (0 for one mounted from elsewhere: its bytes are
     /// not berth's).
     pub fn size(&self, v: &Volume) -> u64 {
-        if v.is_mount() && !is_mounted(&v.mountpoint) {
+        if v.is_mount() && !super::is_mounted(&v.mountpoint) {
             return 0;
         }
         if v.options
@@ -429,7 +418,7 @@ impl VolumeStore {
         };
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().starts_with(".removing-")
-                && !is_mounted(&e.path().join("_data"))
+                && !super::is_mounted(&e.path().join("_data"))
             {
                 let _ = std::fs::remove_dir_all(e.path());
             }
