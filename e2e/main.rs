@@ -15,3 +15,4 @@ mod network;
 mod runtime;
 mod streaming;
 mod support;
+mod upgrade;

@@ -89,6 +89,10 @@ step() {
 
 step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
+# The upgrade test (e2e/upgrade.rs) replaces a berthd of the previous
+# release: build that one first, from this build's third-party artifacts.
+step cargo test --all-targets --no-run
+step bash e2e/prev-release.sh
 step cargo test --all-targets
 if [ -f charts/berth/tests/run.sh ]; then
     step bash charts/berth/tests/run.sh

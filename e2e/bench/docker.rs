@@ -8,7 +8,10 @@
 //!   benchmark's own bridge and /24, removed by the network guard), the
 //!   network Docker users get by default;
 //! * `docker ps -a` with 100 containers (running `sleep`): median and p90 of
-//!   10 runs, beside `docker ps -a` with none;
+//!   10 runs, beside `docker ps -a` with none; and the same listing without
+//!   the CLI's start-up — the Docker API's `GET /containers/json?all=1` and
+//!   CRI `ListContainers`, both over their unix sockets, 30 calls each — so
+//!   the two doors' cost of one model can be compared;
 //! * Debian's docker-compose 1.29: `up -d` and `down -v` of a two-service
 //!   project (busybox httpd publishing a port, a client depending on it, a
 //!   named volume, a project network on its own /24), median of 5.
@@ -40,6 +43,43 @@ fn time_cli(e: &DockerEnv, args: &[&str], n: usize) -> Vec<Duration> {
         .collect();
     v.sort();
     v
+}
+
+/// `n` Docker API listings and `n` CRI ListContainers, each checked to list
+/// `want` containers; returns the sorted times of both.
+async fn time_lists(e: &DockerEnv, n: usize, want: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let api = e.bollard();
+    let mut rt = e.d.runtime_client().await;
+    let opts = bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .build();
+    // Warm-up: the first call of each opens its connection.
+    let _ = api.list_containers(Some(opts.clone())).await;
+    let _ = rt
+        .list_containers(k8s_cri::v1::ListContainersRequest { filter: None })
+        .await;
+    let (mut a, mut c) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let listed = api
+            .list_containers(Some(opts.clone()))
+            .await
+            .expect("GET /containers/json");
+        a.push(t.elapsed());
+        assert_eq!(listed.len(), want);
+        let t = Instant::now();
+        let listed = rt
+            .list_containers(k8s_cri::v1::ListContainersRequest { filter: None })
+            .await
+            .expect("ListContainers")
+            .into_inner()
+            .containers;
+        c.push(t.elapsed());
+        assert_eq!(listed.len(), want);
+    }
+    a.sort();
+    c.sort();
+    (a, c)
 }
 
 fn report(what: &str, v: &[Duration]) {
@@ -138,6 +178,15 @@ fn main() {
     report(
         &format!("docker ps -a, {containers} containers"),
         &time_cli(&e, &["ps", "-a"], 10),
+    );
+    let (api, cri) = rt.block_on(time_lists(&e, 30, containers));
+    report(
+        &format!("GET /containers/json?all=1, {containers} containers"),
+        &api,
+    );
+    report(
+        &format!("CRI ListContainers, {containers} containers"),
+        &cri,
     );
     let ids: Vec<String> = listed.out().lines().map(String::from).collect();
     let mut rm = vec!["rm", "-f"];

@@ -575,7 +575,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> BenchResult<()> {
     }
 }
 
-/// Pids of the `berth-monitor monitor <state>/…/monitor.json` (or `berthd
+/// Pids of the `berth-monitor monitor <state>/…/monitor.pb` (or `berthd
 /// monitor …`) processes of the
 /// daemon whose state dir is `state` (other daemons' monitors are skipped).
 fn monitor_pids(state: &Path) -> BenchResult<Vec<u32>> {

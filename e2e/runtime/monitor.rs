@@ -20,7 +20,7 @@ async fn a_monitor_killed_with_sigkill_is_reported_and_cleaned_up() {
     let id = e.run(&pod, &cfg, &pod_cfg).await;
     pods::wait_state(&mut e.rt, &id, ContainerState::ContainerRunning).await;
     let init = host::container_init(&tag);
-    let monitors: Vec<i32> = host::processes_mentioning(&format!("{id}/monitor.json"))
+    let monitors: Vec<i32> = host::processes_mentioning(&format!("{id}/monitor.pb"))
         .into_iter()
         .map(|(p, _)| p)
         .collect();

@@ -28,12 +28,14 @@ pub struct Chaos {
     /// Containers listed after the last restart, by state.
     pub listed: std::collections::BTreeMap<String, usize>,
     pub elapsed: Duration,
+    /// Where the daemon's log was kept when something was found.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl Chaos {
     pub fn report(&self) -> String {
         format!(
-            "rounds: {} {:?}\ncontainers listed at the end by state: {:?}\nviolations: {}\n{}\nleft behind: {:?}\nelapsed: {:.1} s\n",
+            "rounds: {} {:?}\ncontainers listed at the end by state: {:?}\nviolations: {}\n{}\nleft behind: {:?}\nelapsed: {:.1} s\n{}",
             self.rounds,
             self.by_op,
             self.listed,
@@ -44,7 +46,11 @@ impl Chaos {
                 .collect::<Vec<_>>()
                 .join("\n"),
             self.leftovers,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            self.log
+                .as_ref()
+                .map(|p| format!("daemon log kept at {}\n", p.display()))
+                .unwrap_or_default()
         )
     }
 }
@@ -216,6 +222,14 @@ pub async fn run(seed: u64, rounds: usize) -> Chaos {
     let (_, problems) = super::sweep::remove_everything(&e, &[]).await;
     out.leftovers = problems;
     out.leftovers.extend(super::sweep::leftovers(&e.d));
+    if !out.leftovers.is_empty() || !out.violations.is_empty() {
+        // The daemon's log goes with its temp dir: keep it for the report.
+        let kept =
+            std::env::temp_dir().join(format!("berth-chaos-{seed}-{}.log", std::process::id()));
+        if std::fs::write(&kept, e.d.log()).is_ok() {
+            out.log = Some(kept);
+        }
+    }
     out.elapsed = started.elapsed();
     out
 }

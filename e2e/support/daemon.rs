@@ -25,6 +25,8 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 /// request, stream or container can reach is a bug, even one the catch-panic
 /// layer answered.
 pub struct Berthd {
+    /// The daemon binary (this build's, or an older release's).
+    binary: PathBuf,
     config: PathBuf,
     /// `RUST_LOG` for the daemon.
     log_filter: String,
@@ -116,6 +118,12 @@ impl Berthd {
     /// Like [`Berthd::start`] with `RUST_LOG` set to `filter` (a benchmark
     /// runs the daemon at `info`, as it would run on a node).
     pub async fn start_logging(extra: &str, filter: &str) -> Berthd {
+        Self::start_binary(Path::new(BERTHD), extra, filter).await
+    }
+
+    /// Like [`Berthd::start_logging`] with another daemon binary (an older
+    /// release's, for upgrade tests).
+    pub async fn start_binary(binary: &Path, extra: &str, filter: &str) -> Berthd {
         let dir = short_tempdir("bd");
         let config = dir.path().join("berth.yaml");
         std::fs::write(&config, config_yaml(dir.path(), extra)).expect("write berthd config");
@@ -126,6 +134,7 @@ impl Berthd {
                 .expect("write loopback conflist");
         }
         let mut d = Berthd {
+            binary: binary.to_path_buf(),
             config,
             log_filter: filter.to_string(),
             log: dir.path().join("berthd.log"),
@@ -138,7 +147,7 @@ impl Berthd {
 
     async fn spawn_and_wait(&mut self) {
         let (out, err) = log_file_pair(&self.log);
-        let child = Command::new(BERTHD)
+        let child = Command::new(&self.binary)
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", &self.log_filter)
@@ -298,6 +307,17 @@ impl Berthd {
             let status = self.stop();
             assert!(status.success(), "berthd exit on SIGTERM: {status}");
         }
+        self.spawn_and_wait().await;
+    }
+
+    /// Stops the daemon (SIGTERM) and starts `binary` in its place, with the
+    /// same config, root and state: an upgrade.
+    pub async fn replace_binary(&mut self, binary: &Path) {
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(status.success(), "berthd exit on SIGTERM: {status}");
+        }
+        self.binary = binary.to_path_buf();
         self.spawn_and_wait().await;
     }
 

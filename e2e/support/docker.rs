@@ -56,8 +56,15 @@ impl DockerEnv {
 
     /// [`DockerEnv::new`] without pulling the image.
     pub async fn without_pull(extra: &str) -> DockerEnv {
+        Self::with_binary(Path::new(crate::support::daemon::BERTHD), extra).await
+    }
+
+    /// [`DockerEnv::without_pull`] with another daemon binary (an older
+    /// release's, for upgrade tests).
+    pub async fn with_binary(binary: &Path, extra: &str) -> DockerEnv {
         let reg = TestRegistry::start().await;
-        let d = Berthd::start(&format!("{}{extra}", reg.insecure_yaml())).await;
+        let d =
+            Berthd::start_binary(binary, &format!("{}{extra}", reg.insecure_yaml()), "debug").await;
         let busybox = catalog::busybox()
             .label("berth.e2e", "docker")
             .build()

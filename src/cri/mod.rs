@@ -16,7 +16,6 @@ use tonic::{Code, Status};
 use tracing::warn;
 
 use crate::engine::Engine;
-use crate::image::Kind;
 
 /// Largest gRPC message accepted or sent (the kubelet uses 16 MiB).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -42,10 +41,7 @@ pub fn router(
 
 /// Maps an image error onto a gRPC status, logging it once with its cause chain.
 pub fn image_status(op: &str, e: crate::image::Error) -> Status {
-    let code = image_code(&e);
-    let msg = bounded(format!("{op}: {}", chain(&e)));
-    warn!(code = ?code, "{msg}");
-    Status::new(code, msg)
+    engine_status(op, e.into())
 }
 
 /// The longest error message sent back: a status travels in HTTP/2 headers,
@@ -85,31 +81,36 @@ pub fn decode_errors_are_invalid_argument<B>(mut res: http::Response<B>) -> http
     res
 }
 
-fn image_code(e: &crate::image::Error) -> Code {
-    match e.kind() {
-        Kind::NotFound => Code::NotFound,
-        Kind::InvalidArgument => Code::InvalidArgument,
-        Kind::Unauthenticated => Code::Unauthenticated,
-        Kind::PermissionDenied => Code::PermissionDenied,
-        Kind::BadContent => Code::FailedPrecondition,
-        Kind::Unavailable => Code::Unavailable,
-        Kind::Internal => Code::Internal,
+/// The gRPC code of an engine error's kind: the one mapping of the CRI door.
+pub fn engine_code(kind: crate::engine::ErrorKind) -> Code {
+    use crate::engine::ErrorKind as K;
+    match kind {
+        K::NotFound => Code::NotFound,
+        K::InvalidArgument => Code::InvalidArgument,
+        K::FailedPrecondition | K::BadContent => Code::FailedPrecondition,
+        K::AlreadyExists => Code::AlreadyExists,
+        K::PermissionDenied => Code::PermissionDenied,
+        K::Unauthenticated => Code::Unauthenticated,
+        K::Unavailable => Code::Unavailable,
+        K::Internal => Code::Internal,
     }
 }
 
-/// Maps an engine error onto a gRPC status, logging it once.
+impl From<crate::engine::Error> for Status {
+    fn from(e: crate::engine::Error) -> Self {
+        engine_status("", e)
+    }
+}
+
+/// Maps an engine error onto a gRPC status (`op: ` before its cause
+/// chain), logging the chain once — the CRI door's edge.
 pub fn engine_status(op: &str, e: crate::engine::Error) -> Status {
-    use crate::engine::Error as E;
-    let code = match &e {
-        E::NotFound(_) => Code::NotFound,
-        E::InvalidArgument(_) | E::Spec(_) => Code::InvalidArgument,
-        E::FailedPrecondition(_) => Code::FailedPrecondition,
-        E::AlreadyExists(_) => Code::AlreadyExists,
-        E::Forbidden(_) => Code::PermissionDenied,
-        E::Image(i) => image_code(i),
-        E::Runtime { .. } | E::Internal(_) | E::Store(_) => Code::Internal,
+    let code = engine_code(e.kind());
+    let msg = if op.is_empty() {
+        bounded(e.chain())
+    } else {
+        bounded(format!("{op}: {}", e.chain()))
     };
-    let msg = bounded(format!("{op}: {}", chain(&e)));
     warn!(code = ?code, "{msg}");
     Status::new(code, msg)
 }

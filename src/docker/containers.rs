@@ -315,9 +315,7 @@ struct StopParams {
 
 /// The grace period of a stop: the request's, the container's StopTimeout, or 10 s.
 fn stop_timeout(rec: &ContainerRecord, t: Option<i64>) -> Duration {
-    let secs = t
-        .or_else(|| stored_request(rec).and_then(|r| r.stop_timeout))
-        .unwrap_or(10);
+    let secs = t.or(rec.stop.timeout_secs).unwrap_or(10);
     if secs < 0 {
         // -1: wait forever, as Docker does; a day is forever enough.
         Duration::from_secs(86_400)
@@ -766,10 +764,7 @@ async fn prune(
         if !labels_ok {
             continue;
         }
-        let upper = rec.layer_dir.join("upper");
-        reclaimed += tokio::task::spawn_blocking(move || model::dir_size(&upper))
-            .await
-            .unwrap_or(0);
+        reclaimed += d.engine.writable_layer_usage(&rec).await.apparent_bytes;
         remove_container(&d, &rec, false).await?;
         deleted.push(rec.id);
     }

@@ -27,6 +27,7 @@ use crate::engine::docker::{
 use crate::engine::health::HealthConfig;
 use crate::engine::joined::JoinedNamespaces;
 use crate::engine::networks::NetworkRequest;
+use crate::engine::records::StopPolicy;
 use crate::engine::records::{new_id, ExitPolicy, Restart};
 
 mod joined;
@@ -155,6 +156,10 @@ async fn create(
             health,
             exit_policy: exit_policy(&req),
             log_rotation,
+            stop: StopPolicy {
+                signal: req.stop_signal.clone().filter(|s| !s.is_empty()),
+                timeout_secs: req.stop_timeout,
+            },
         },
     );
     if let Err(e) = made.await {
@@ -642,12 +647,6 @@ fn container_config(
             crate::runtime::tmpfs::TMPFS_ANNOTATION.into(),
             serde_json::to_string(&tmpfs)
                 .map_err(|e| ApiError::internal(format!("failed to encode tmpfs mounts: {e}")))?,
-        );
-    }
-    if let Some(s) = req.stop_signal.as_ref().filter(|s| !s.is_empty()) {
-        annotations.insert(
-            crate::engine::docker::STOP_SIGNAL_ANNOTATION.into(),
-            s.clone(),
         );
     }
     let image_volumes: Vec<String> = image

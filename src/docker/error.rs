@@ -56,40 +56,31 @@ impl IntoResponse for ApiError {
 }
 
 impl From<engine::Error> for ApiError {
+    /// The one mapping of the Docker door: the kind picks the status, the
+    /// message is the error with its causes (logged once, for 5xx, when the
+    /// response goes out).
     fn from(e: engine::Error) -> Self {
-        let status = match &e {
-            engine::Error::NotFound(_) => StatusCode::NOT_FOUND,
-            engine::Error::InvalidArgument(_) | engine::Error::Spec(_) => StatusCode::BAD_REQUEST,
-            engine::Error::FailedPrecondition(_) | engine::Error::AlreadyExists(_) => {
-                StatusCode::CONFLICT
-            }
-            engine::Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            engine::Error::Image(i) => return ApiError::from_image(i),
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
+        ApiError::new(status_of(e.kind()), e.chain())
     }
 }
 
 impl From<crate::image::Error> for ApiError {
     fn from(e: crate::image::Error) -> Self {
-        ApiError::from_image(&e)
+        engine::Error::from(e).into()
     }
 }
 
-impl ApiError {
-    fn from_image(e: &crate::image::Error) -> Self {
-        use crate::image::Kind;
-        let status = match e.kind() {
-            Kind::NotFound => StatusCode::NOT_FOUND,
-            Kind::InvalidArgument => StatusCode::BAD_REQUEST,
-            Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Kind::PermissionDenied => StatusCode::FORBIDDEN,
-            Kind::BadContent => StatusCode::BAD_REQUEST,
-            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, crate::cri::chain(e))
+/// Docker's status for an engine error's kind.
+fn status_of(kind: engine::ErrorKind) -> StatusCode {
+    use engine::ErrorKind as K;
+    match kind {
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::InvalidArgument | K::BadContent => StatusCode::BAD_REQUEST,
+        K::FailedPrecondition | K::AlreadyExists => StatusCode::CONFLICT,
+        K::PermissionDenied => StatusCode::FORBIDDEN,
+        K::Unauthenticated => StatusCode::UNAUTHORIZED,
+        K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

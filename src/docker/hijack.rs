@@ -405,14 +405,9 @@ async fn replay_log(
     let Some(path) = &plan.rec.log_path else {
         return Ok(());
     };
-    let data = match tokio::fs::read(path).await {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
     let mut parser = super::logs::Parser::default();
-    let lines = data.split(|b| *b == b'\n');
-    let msgs: Vec<_> = lines.filter_map(|l| parser.line(l)).collect();
+    let mut msgs = Vec::new();
+    crate::engine::logfiles::read_lines(path, |l| msgs.extend(parser.line(l))).await?;
     for m in msgs.into_iter().chain(parser.flush()) {
         let wanted = if m.stream == STDOUT {
             plan.stdout
@@ -620,7 +615,7 @@ mod tests {
     async fn output_after_stdin_ended_is_relayed_whole() {
         use crate::monitor::attach::Attach;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("attach.sock");
+        let path = dir.path().join("monitor.sock");
         let a = Attach::serve(&path, None, false, None).unwrap();
         let (mut frames, _) = client::connect(&path, false).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -650,7 +645,7 @@ mod tests {
     async fn detach_ends_the_relay() {
         use crate::monitor::attach::Attach;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("attach.sock");
+        let path = dir.path().join("monitor.sock");
         let _a = Attach::serve(&path, None, false, None).unwrap();
         let (mut frames, _) = client::connect(&path, false).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

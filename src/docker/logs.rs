@@ -23,7 +23,6 @@ use axum::{Extension, Router};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::error::{flag, Query};
@@ -314,59 +313,36 @@ struct Reader {
     tx: mpsc::Sender<Bytes>,
 }
 
-/// Reads one file incrementally, keeping an unterminated last line for later.
-struct FileCursor {
-    file: tokio::fs::File,
-    /// (dev, ino) of the open file, to notice the path now names another.
-    id: FileId,
-    leftover: Vec<u8>,
-}
+/// One log file being read, with the messages its lines parse to.
+struct FileCursor(logfiles::LogCursor);
 
 impl FileCursor {
     /// The log file after `after` (the oldest for `None`), if any.
     fn next(path: &std::path::Path, after: Option<FileId>) -> std::io::Result<Option<FileCursor>> {
-        Ok(logfiles::open_next(path, after)?.map(|(f, id)| FileCursor {
-            file: tokio::fs::File::from_std(f),
-            id,
-            leftover: Vec::new(),
-        }))
+        Ok(logfiles::LogCursor::next(path, after)?.map(FileCursor))
     }
 
-    /// Reads what is there now through `parser`; an unterminated last line
-    /// waits for its end.
+    fn id(&self) -> FileId {
+        self.0.id()
+    }
+
+    /// Parses what is there now; an unterminated last line waits for its end.
     async fn drain(
         &mut self,
         parser: &mut Parser,
         out: &mut impl FnMut(Message),
     ) -> std::io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.file.read(&mut buf).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            let mut chunk = &buf[..n];
-            while let Some(i) = chunk.iter().position(|b| *b == b'\n') {
-                let msg = if self.leftover.is_empty() {
-                    parser.line(&chunk[..i])
-                } else {
-                    self.leftover.extend_from_slice(&chunk[..i]);
-                    let m = parser.line(&self.leftover);
-                    self.leftover.clear();
-                    m
-                };
-                if let Some(m) = msg {
-                    out(m);
+        self.0
+            .drain(&mut |l| {
+                if let Some(m) = parser.line(l) {
+                    out(m)
                 }
-                chunk = &chunk[i + 1..];
-            }
-            self.leftover.extend_from_slice(chunk);
-        }
+            })
+            .await
     }
 
-    /// True when the path now names another file (rotated) or none.
     fn replaced(&self, path: &std::path::Path) -> bool {
-        logfiles::live_id(path) != Some(self.id)
+        self.0.replaced(path)
     }
 }
 
@@ -380,7 +356,7 @@ impl Reader {
         if let Some(mut c) = cursor.take() {
             let mut tail = Tail::new(self.opts.tail);
             c.drain(&mut parser, &mut |m| tail.push(m)).await?;
-            while let Some(next) = FileCursor::next(&self.path, Some(c.id))? {
+            while let Some(next) = FileCursor::next(&self.path, Some(c.id()))? {
                 // What was written before the rotation, then the next file.
                 c.drain(&mut parser, &mut |m| tail.push(m)).await?;
                 c = next;
@@ -403,7 +379,8 @@ impl Reader {
             // Everything read: has the file been rotated (maybe more than
             // once since the last look), or has the container ended?
             if cursor.as_ref().is_none_or(|c| c.replaced(&self.path)) {
-                while let Some(next) = FileCursor::next(&self.path, cursor.as_ref().map(|c| c.id))?
+                while let Some(next) =
+                    FileCursor::next(&self.path, cursor.as_ref().map(|c| c.id()))?
                 {
                     // The old file gets no more bytes once renamed: drain it, go on.
                     if let Some(mut old) = cursor.take() {

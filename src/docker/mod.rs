@@ -44,22 +44,18 @@ pub const MIN_API_VERSION: &str = "1.24";
 /// State shared by every Docker handler.
 pub struct Docker {
     pub engine: Arc<Engine>,
-    pub execs: exec::Execs,
 }
 
 pub type Shared = Arc<Docker>;
 
 impl Docker {
     pub fn new(engine: Arc<Engine>) -> Shared {
-        Arc::new(Docker {
-            engine,
-            execs: exec::Execs::default(),
-        })
+        Arc::new(Docker { engine })
     }
 
     /// Ids of the exec instances of a container (inspect's `ExecIDs`).
     pub fn execs_of(&self, container_id: &str) -> Option<Vec<String>> {
-        Some(self.execs.of(container_id)).filter(|v| !v.is_empty())
+        Some(self.engine.running_execs(container_id)).filter(|v| !v.is_empty())
     }
 
     /// Finds a container by full id, name or unique id prefix, as Docker

@@ -5,7 +5,6 @@
 //! through CRI are described from their CRI config.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -385,32 +384,9 @@ fn mounts(d: &Shared, rec: &ContainerRecord) -> Vec<Value> {
         .collect()
 }
 
-/// Bytes in a directory tree (the writable layer), not following symlinks.
-pub fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += md.len();
-            }
-        }
-    }
-    total
-}
-
 /// `SizeRw` (the writable layer) and `SizeRootFs` (plus the image).
 async fn add_sizes(d: &Shared, rec: &ContainerRecord, v: &mut Value) {
-    let upper = rec.layer_dir.join("upper");
-    let rw = tokio::task::spawn_blocking(move || dir_size(&upper))
-        .await
-        .unwrap_or(0);
+    let rw = d.engine.writable_layer_usage(rec).await.apparent_bytes;
     let image = d
         .engine
         .images

@@ -137,10 +137,9 @@ fn builtins(d: &Shared) -> Vec<Net> {
         options: BTreeMap::new(),
     };
     if let Ok(net) = d.engine.network.ready() {
-        bridge.created = std::fs::metadata(&net.path)
-            .and_then(|m| m.modified())
-            .map(|t| super::time::unix_secs(t) * 1_000_000_000)
-            .unwrap_or(0);
+        bridge.created = net
+            .modified()
+            .map_or(0, |t| super::time::unix_secs(t) * 1_000_000_000);
         for p in &net.plugins {
             if let Some(b) = p.get("bridge").and_then(Value::as_str) {
                 bridge

@@ -74,32 +74,9 @@ async fn version() -> Json<Value> {
     Json(doc)
 }
 
-/// `MemTotal` from /proc/meminfo, in bytes.
-pub fn mem_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
-fn os_name() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_string())
-        })
-        .unwrap_or_else(|| "Linux".into())
-}
-
 async fn info(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {
     let e = &d.engine;
+    let node = e.node_facts();
     let containers = e.containers()?;
     let count = |f: &dyn Fn(&crate::engine::records::ContainerRecord) -> bool| {
         containers.iter().filter(|c| f(c)).count()
@@ -156,7 +133,7 @@ async fn info(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {
         security.push("name=cgroupns".into());
     }
     Ok(Json(json!({
-        "ID": host_id(&cfg.root),
+        "ID": node.engine_id,
         "Containers": containers.len(),
         "ContainersRunning": running,
         "ContainersPaused": paused,
@@ -177,9 +154,9 @@ async fn info(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {
         "CPUShares": true,
         "CPUSet": true,
         "PidsLimit": true,
-        "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "1"),
+        "IPv4Forwarding": node.ipv4_forwarding,
         "Debug": false,
-        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        "NFd": node.open_fds,
         "NGoroutines": 0,
         "SystemTime": super::time::rfc3339(super::time::now_nanos()),
         "LoggingDriver": super::model::LOG_DRIVER,
@@ -187,7 +164,7 @@ async fn info(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {
         "CgroupVersion": cgroup_version,
         "NEventsListener": 0,
         "KernelVersion": kernel_version(),
-        "OperatingSystem": os_name(),
+        "OperatingSystem": node.os_name,
         "OSVersion": "",
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
@@ -201,7 +178,7 @@ async fn info(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {
             "InsecureRegistries": insecure,
         },
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "MemTotal": mem_total(),
+        "MemTotal": node.mem_total,
         "GenericResources": null,
         "DockerRootDir": cfg.root,
         "HttpProxy": "",
@@ -246,30 +223,6 @@ async fn volume_usage(d: &Shared) -> Result<Vec<Value>, ApiError> {
             v
         })
         .collect())
-}
-
-/// A stable daemon id: kept in `<root>/engine-id`, made on first use.
-fn host_id(root: &std::path::Path) -> String {
-    let path = root.join("engine-id");
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        if !s.trim().is_empty() {
-            return s.trim().to_string();
-        }
-    }
-    let raw = crate::engine::records::new_id();
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        &raw[0..8],
-        &raw[8..12],
-        &raw[12..16],
-        &raw[16..20],
-        &raw[20..32]
-    );
-    let tmp = root.join("engine-id.tmp");
-    if std::fs::write(&tmp, &id).is_ok() {
-        let _ = std::fs::rename(&tmp, &path);
-    }
-    id
 }
 
 async fn df(State(d): State<Shared>) -> Result<Json<Value>, ApiError> {

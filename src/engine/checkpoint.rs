@@ -70,7 +70,7 @@ impl Engine {
         let work: PathBuf = rec.dir.join(format!("checkpoint-{}", now_nanos()));
         let images = work.join("checkpoint");
         std::fs::create_dir_all(&images)
-            .map_err(|e| Error::internal(format!("failed to create {}: {e}", images.display())))?;
+            .map_err(|e| Error::io(format!("failed to create {}", images.display()), e))?;
         let oci = self.oci(&handler)?;
         let (img, wk) = (images.display().to_string(), work.display().to_string());
         let done = oci
@@ -98,7 +98,7 @@ impl Engine {
                     .args(["checkpoint", "config.dump"])
                     .output()
                     .await
-                    .map_err(|e| Error::internal(format!("failed to run tar: {e}")))?;
+                    .map_err(|e| Error::io("failed to run tar", e))?;
                 if out.status.success() {
                     Ok(())
                 } else {

@@ -321,10 +321,9 @@ impl Engine {
         let (u, p, s) = (upper.clone(), path.clone(), skip.clone());
         let d = blocking(move || {
             let f = std::fs::File::create(&p)
-                .map_err(|e| Error::internal(format!("failed to create {}: {e}", p.display())))?;
-            diff::write_layer(&u, &s, f).map_err(|e| {
-                Error::internal(format!("failed to write the layer of {}: {e}", u.display()))
-            })
+                .map_err(|e| Error::io(format!("failed to create {}", p.display()), e))?;
+            diff::write_layer(&u, &s, f)
+                .map_err(|e| Error::io(format!("failed to write the layer of {}", u.display()), e))
         })
         .await?;
         let parse =

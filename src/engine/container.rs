@@ -2,13 +2,14 @@
 //! remove, exec, and reconciling a record with what really happened.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_cri::v1::ContainerConfig;
-use tokio::io::AsyncBufReadExt;
 use tracing::{debug, info, warn};
 
 use super::health::HealthConfig;
+use super::host::Mounts;
 use super::records::{
     new_id, now_nanos, ContainerRecord, ContainerState, ExitPolicy, PodState, ProcessId,
 };
@@ -32,6 +33,8 @@ pub struct DockerCreate {
     pub exit_policy: ExitPolicy,
     /// `--log-opt max-size/max-file`.
     pub log_rotation: Option<crate::monitor::log::Rotation>,
+    /// `--stop-signal`, `--stop-timeout`.
+    pub stop: super::records::StopPolicy,
 }
 
 impl Engine {
@@ -83,6 +86,7 @@ impl Engine {
             health,
             exit_policy,
             log_rotation,
+            stop,
         } = extras;
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!("bad container id {id:?}")));
@@ -198,6 +202,7 @@ impl Engine {
         };
         let handler = pod.runtime_handler.clone();
         let oci = self.oci(&handler)?;
+        let rt = self.runtime(&handler)?;
         let rec = ContainerRecord {
             id: id.clone(),
             pod_id: pod_id.to_string(),
@@ -225,6 +230,7 @@ impl Engine {
             restart_count: 0,
             exit_policy,
             stopped_by_user: false,
+            stop,
         };
         self.images.hold_snapshots(&id, rec.held_snapshots());
         let lowers: Vec<PathBuf> = rec
@@ -237,13 +243,15 @@ impl Engine {
             let (upper, work) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
             let (r, u, w, l) = (rootfs.clone(), upper, work, lowers);
             let userns = crate::runtime::userns::pod_user_namespace(&pod.config)?;
-            blocking(move || rootfs::mount_overlay_as(&l, &u, &w, &r, userns.as_ref())).await?;
+            let mounts = self.ops.mounts.clone();
+            blocking(move || mounts.overlay(&l, &u, &w, &r, userns.as_ref())).await?;
             let nocopy = super::volumes::nocopy_paths(&config.annotations);
             self.prepare_volumes(&config.mounts, Some(&rootfs), nocopy)
                 .await?;
             for (i, lowers) in &volumes {
                 let (target, lowers) = (rec.image_volume(*i), lowers.clone());
-                blocking(move || rootfs::mount_read_only(&lowers, &target)).await?;
+                let mounts = self.ops.mounts.clone();
+                blocking(move || mounts.read_only(&lowers, &target)).await?;
             }
             let pid_ns = joined.pid_ns.clone().or_else(|| {
                 pod.infra
@@ -314,7 +322,7 @@ impl Engine {
                 blocking(move || {
                     for (dest, file) in &points {
                         crate::storage::make_mount_point(&root, dest, *file).map_err(|e| {
-                            Error::internal(format!("failed to make mount point {dest}: {e}"))
+                            Error::io(format!("failed to make mount point {dest}"), e)
                         })?;
                     }
                     Ok(())
@@ -324,7 +332,7 @@ impl Engine {
             if let Some(p) = &log_path {
                 if let Some(d) = p.parent() {
                     std::fs::create_dir_all(d).map_err(|e| {
-                        Error::internal(format!("failed to create log dir {}: {e}", d.display()))
+                        Error::io(format!("failed to create log dir {}", d.display()), e)
                     })?;
                 }
             }
@@ -333,7 +341,7 @@ impl Engine {
                 Error::internal(format!("failed to write {}: {e}", cfg_path.display()))
             })?;
             let (pid, monitor) = self
-                .spawn_monitor(&MonitorConfig {
+                .create_by_monitor(&MonitorConfig {
                     id: id.clone(),
                     bundle: rec.dir.clone(),
                     runtime: oci.binary.clone(),
@@ -359,13 +367,13 @@ impl Engine {
             // The bundle and rootfs stay: the start runs the runtime again.
             Err(e) if defer_exec_failure && exec_failure(&e, &rec).is_some() => {
                 info!(container = %id, error = %e, "the command cannot be executed; the start will report it");
-                let _ = oci.delete(&id).await;
+                let _ = rt.delete(&id).await;
                 (None, None)
             }
             Err(e) => {
                 warn!(container = %id, error = %e, "create failed, rolling back");
-                let _ = oci.delete(&id).await;
-                discard_container_files(&rec).await;
+                let _ = rt.delete(&id).await;
+                discard_container_files(&self.ops.mounts, &rec).await;
                 self.images.release_snapshots(&id);
                 self.release_unused_volumes().await;
                 return Err(e);
@@ -456,7 +464,7 @@ impl Engine {
                 }
             }
         }
-        let oci = self.oci(&rec.runtime_handler)?;
+        let oci = self.runtime(&rec.runtime_handler)?;
         // Attaches waiting for this monitor register before the container runs.
         self.hand_over_attach(id, super::exec::attach_socket_path(&rec.dir))
             .await;
@@ -535,7 +543,7 @@ impl Engine {
         if rec.state != ContainerState::Running {
             return Ok(());
         }
-        let oci = self.oci(&rec.runtime_handler)?;
+        let oci = self.runtime(&rec.runtime_handler)?;
         if !timeout.is_zero() {
             let signal = match signal {
                 Some(s) => s.trim_start_matches("SIG").to_string(),
@@ -613,7 +621,7 @@ impl Engine {
         let Some(rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
             return Ok(());
         };
-        let oci = self.oci(&rec.runtime_handler)?.clone();
+        let oci = self.runtime(&rec.runtime_handler)?;
         if rec.pid.is_some_and(|p| p.alive()) {
             let _ = oci.kill(id, "KILL", true).await;
             self.wait_exit(&rec, KILL_WAIT).await;
@@ -625,7 +633,7 @@ impl Engine {
             self.images.resolve(&rec.image_id)?.is_none() || !rec.volume_snapshots.is_empty();
         if wait || image_gone {
             oci.delete(id).await?;
-            discard_container_files(&rec).await;
+            discard_container_files(&self.ops.mounts, &rec).await;
             self.store.write(|w| {
                 w.delete(HEALTH, id)?;
                 w.delete(CONTAINERS, id).map(drop)
@@ -638,11 +646,12 @@ impl Engine {
             })?;
             let holds = self.images.snapshot_holds();
             let gone = rec.clone();
+            let mounts = self.ops.mounts.clone();
             let task = tokio::spawn(async move {
                 if let Err(e) = oci.delete(&gone.id).await {
                     warn!(container = %gone.id, error = %e, "failed to delete the runtime state of a removed container");
                 }
-                discard_container_files(&gone).await;
+                discard_container_files(&mounts, &gone).await;
                 holds.release(&gone.id);
             });
             let mut removals = self
@@ -654,6 +663,7 @@ impl Engine {
             pending.push(task);
         }
         self.cancel_attach_waiters(id);
+        self.forget_execs(id);
         self.monitor_fates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -694,9 +704,20 @@ impl Engine {
 
     /// A container's record, brought up to date with its monitor's exit file.
     pub fn refreshed(&self, id: &str) -> Result<Option<ContainerRecord>, Error> {
-        let Some(mut rec) = self.store.get::<ContainerRecord>(CONTAINERS, id)? else {
-            return Ok(None);
-        };
+        match self.store.get::<ContainerRecord>(CONTAINERS, id)? {
+            Some(rec) => self.refresh(rec),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Engine::refreshed`] of a record just read (a listing reads each
+    /// record once).
+    pub(crate) fn refresh(
+        &self,
+        mut rec: ContainerRecord,
+    ) -> Result<Option<ContainerRecord>, Error> {
+        let id = rec.id.clone();
+        let id = id.as_str();
         // A container created without a monitor (its command could not be
         // executed) has no exit to look for until it is started.
         if rec.state == ContainerState::Exited
@@ -709,7 +730,7 @@ impl Engine {
         // this order, a monitor seen gone with no file recorded no exit.
         let monitor_gone = !rec.monitor.is_some_and(|p| p.alive());
         let exit = ExitStatus::read(&rec.exit_file())
-            .map_err(|e| Error::internal(format!("failed to read the exit file of {id}: {e}")))?;
+            .map_err(|e| Error::io(format!("failed to read the exit file of {id}"), e))?;
         let changed = match exit {
             Some(x) => {
                 rec.exit_code = x.exit_code;
@@ -806,15 +827,10 @@ impl Engine {
 
     /// Every container, up to date.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>, Error> {
-        let ids: Vec<String> = self
-            .store
-            .list::<ContainerRecord>(CONTAINERS)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.extend(self.refreshed(&id)?);
+        let all = self.store.list::<ContainerRecord>(CONTAINERS)?;
+        let mut out = Vec::with_capacity(all.len());
+        for (_, rec) in all {
+            out.extend(self.refresh(rec)?);
         }
         Ok(out)
     }
@@ -868,11 +884,7 @@ impl Engine {
     }
 
     async fn stop_signal(&self, rec: &ContainerRecord) -> String {
-        if let Some(s) = rec
-            .config
-            .annotations
-            .get(super::docker::STOP_SIGNAL_ANNOTATION)
-        {
+        if let Some(s) = rec.stop.signal.as_deref().filter(|s| !s.is_empty()) {
             return s.trim_start_matches("SIG").to_string();
         }
         let from_image = match self.images.resolve(&rec.image_id) {
@@ -896,13 +908,13 @@ impl Engine {
     ) -> Result<(ProcessId, ProcessId), Error> {
         let dir = cfg.bundle.clone();
         std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::internal(format!("failed to create {}: {e}", dir.display())))?;
-        let cfg_path = dir.join("monitor.json");
-        std::fs::write(
-            &cfg_path,
-            serde_json::to_vec(cfg).expect("monitor config serialises"),
-        )
-        .map_err(|e| Error::internal(format!("failed to write {}: {e}", cfg_path.display())))?;
+            .map_err(|e| Error::io(format!("failed to create {}", dir.display()), e))?;
+        let cfg_path = cfg.write().map_err(|e| {
+            Error::io(
+                format!("failed to write the monitor config in {}", dir.display()),
+                e,
+            )
+        })?;
         let mut child = tokio::process::Command::new(&self.monitor_program.0)
             .arg0(self.monitor_program.1)
             .arg("monitor")
@@ -914,9 +926,7 @@ impl Engine {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| {
-                Error::internal(format!("failed to start the monitor of {}: {e}", cfg.id))
-            })?;
+            .map_err(|e| Error::io(format!("failed to start the monitor of {}", cfg.id), e))?;
         let monitor = child.id().and_then(|p| ProcessId::of(p as i32));
         let stdout = child.stdout.take().expect("piped");
         // Reap the monitor whenever it ends (after a daemon restart init
@@ -958,14 +968,18 @@ impl Engine {
             }
             let _ = exits.send(id);
         });
-        let mut line = String::new();
-        let mut reader = tokio::io::BufReader::new(stdout);
-        let read = reader.read_line(&mut line);
-        match tokio::time::timeout(CREATE_TIMEOUT, read).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => {
+        let read = crate::monitor::client::read_ready(stdout);
+        let ready = match tokio::time::timeout(CREATE_TIMEOUT, read).await {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => {
                 return Err(Error::internal(format!(
                     "the monitor of {} exited without an answer",
+                    cfg.id
+                )))
+            }
+            Ok(Err(e)) => {
+                return Err(Error::internal(format!(
+                    "bad answer from the monitor of {}: {e}",
                     cfg.id
                 )))
             }
@@ -975,23 +989,19 @@ impl Engine {
                     cfg.id
                 )))
             }
-        }
-        match serde_json::from_str::<Ready>(line.trim()) {
-            Ok(Ready::Pid(pid)) => {
+        };
+        match ready {
+            Ready::Pid(pid) => {
                 let p = ProcessId::of(pid)
                     .ok_or_else(|| Error::internal(format!("container process {pid} vanished")))?;
                 let m =
                     monitor.ok_or_else(|| Error::internal("the monitor vanished".to_string()))?;
                 Ok((p, m))
             }
-            Ok(Ready::Error(e)) => Err(Error::Runtime {
+            Ready::Error(e) => Err(Error::Runtime {
                 what: format!("create container {}", cfg.id),
                 message: e,
             }),
-            Err(e) => Err(Error::internal(format!(
-                "bad answer from the monitor of {}: {e}: {line:?}",
-                cfg.id
-            ))),
         }
     }
 
@@ -1098,16 +1108,17 @@ impl Engine {
 }
 
 /// Unmounts a container's rootfs and removes its directories.
-async fn discard_container_files(rec: &ContainerRecord) {
+async fn discard_container_files(mounts: &Arc<dyn Mounts>, rec: &ContainerRecord) {
+    let mounts = mounts.clone();
     let (rootfs, dir, layer) = (rec.rootfs(), rec.dir.clone(), rec.layer_dir.clone());
     let volumes: Vec<PathBuf> = (0..rec.config.mounts.len())
         .map(|i| rec.image_volume(i))
         .collect();
     let res = blocking(move || {
         for v in volumes.iter().filter(|v| v.exists()) {
-            rootfs::unmount(v)?;
+            mounts.unmount(v)?;
         }
-        rootfs::unmount(&rootfs)?;
+        mounts.unmount(&rootfs)?;
         rootfs::remove_dir(&dir)?;
         rootfs::remove_dir(&layer)
     })

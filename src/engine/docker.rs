@@ -13,7 +13,7 @@ use tracing::info;
 use super::container::blocking;
 use super::events::Event;
 use super::records::{ContainerRecord, ContainerState, PodRecord};
-use super::{rootfs, Engine, Error};
+use super::{Engine, Error};
 use crate::monitor::MonitorConfig;
 
 /// Pod label naming the front door that made the pod (`docker`).
@@ -118,7 +118,7 @@ impl Engine {
     pub async fn kill_container(&self, id: &str, signal: &str) -> Result<(), Error> {
         let _g = self.locks.lock(id).await;
         let rec = self.running(id)?;
-        self.oci(&rec.runtime_handler)?
+        self.runtime(&rec.runtime_handler)?
             .kill(id, signal, false)
             .await
             .map_err(|e| not_running_or(&rec, e))?;
@@ -138,9 +138,8 @@ impl Engine {
                 format!("container {id} is not paused")
             }));
         }
-        let oci = self.oci(&rec.runtime_handler)?;
-        let verb = if pause { "pause" } else { "resume" };
-        oci.run_simple(format!("{verb} container {id}"), &[verb, id])
+        self.runtime(&rec.runtime_handler)?
+            .set_paused(id, pause)
             .await
             .map_err(|e| not_running_or(&rec, e))?;
         rec.paused = pause;
@@ -210,31 +209,29 @@ impl Engine {
                 "the pod sandbox of container {id} is not ready"
             )));
         }
-        let oci = self.oci(&rec.runtime_handler)?.clone();
-        oci.delete(id).await?;
-        let monitor_json = rec.dir.join("monitor.json");
-        let cfg: MonitorConfig = std::fs::read(&monitor_json)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| Error::internal(format!("failed to read {}", monitor_json.display())))?;
+        self.runtime(&rec.runtime_handler)?.delete(id).await?;
+        // A container whose monitor an older berthd started gets a v1 one.
+        let cfg = MonitorConfig::for_respawn(&rec.dir).map_err(|e| {
+            Error::internal(format!("failed to read the monitor config of {id}: {e}"))
+        })?;
         self.refresh_joined_pid(&rec.pod_id, &cfg.bundle).await?;
         let _ = std::fs::remove_file(rec.exit_file());
         // After a host reboot the rootfs mount is gone: mount it again.
         let rootfs = rec.rootfs();
-        if !crate::storage::is_mounted(&rootfs) {
+        if !self.ops.mounts.is_mounted(&rootfs) {
             let lowers: Vec<PathBuf> = rec
                 .snapshots
                 .iter()
                 .map(|k| self.images.snapshots().fs_path(k))
                 .collect();
             let (u, w) = (rec.layer_dir.join("upper"), rec.layer_dir.join("work"));
-            let r = rootfs.clone();
-            blocking(move || rootfs::mount_overlay(&lowers, &u, &w, &r)).await?;
+            let (r, mounts) = (rootfs.clone(), self.ops.mounts.clone());
+            blocking(move || mounts.overlay(&lowers, &u, &w, &r, None)).await?;
         }
         // After a host reboot, volumes with driver options are unmounted.
         self.prepare_volumes(&rec.config.mounts, None, vec![])
             .await?;
-        let (pid, monitor) = self.spawn_monitor(&cfg).await?;
+        let (pid, monitor) = self.create_by_monitor(&cfg).await?;
         let rec = ContainerRecord {
             state: ContainerState::Created,
             pid: Some(pid),
@@ -322,10 +319,10 @@ impl Engine {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&hosts)
-            .map_err(|e| Error::internal(format!("failed to open {}: {e}", hosts.display())))?;
+            .map_err(|e| Error::io(format!("failed to open {}", hosts.display()), e))?;
         f.write_all(lines.as_bytes())
             .and_then(|_| f.sync_all())
-            .map_err(|e| Error::internal(format!("failed to write {}: {e}", hosts.display())))
+            .map_err(|e| Error::io(format!("failed to write {}", hosts.display()), e))
     }
 
     /// The pod record of a Docker container (or any container).

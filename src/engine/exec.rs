@@ -45,12 +45,13 @@ impl PreparedExec {
 
     /// The exec'd process, once the runtime has written its pid file.
     pub fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(&self.pid_path)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        read_pid(&self.pid_path)
     }
+}
+
+/// The pid in a runtime's pid file, once it is written.
+pub fn read_pid(pid_file: &Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
 }
 
 impl Drop for PreparedExec {
@@ -60,12 +61,14 @@ impl Drop for PreparedExec {
     }
 }
 
-/// Where a container's monitor serves attach, if the path fits a unix
-/// socket address (108 bytes with the terminating NUL).
+/// Where a container's monitor serves attach: `monitor.sock`, or the
+/// `attach.sock` of a monitor an older berthd started (the name tells the
+/// client the protocol, see [`crate::monitor::proto`]).
 /// Long paths are bound and reached through `/proc/self/fd`
 /// ([`crate::monitor::attach::socket_path`]), so every container has one.
 pub fn attach_socket_path(container_dir: &Path) -> Option<PathBuf> {
-    Some(container_dir.join("attach.sock"))
+    use crate::monitor::proto::Protocol;
+    Some(Protocol::of_bundle(container_dir).socket_in(container_dir))
 }
 
 /// What an exec changes in the container's process beyond its args (Docker's
@@ -211,7 +214,7 @@ impl Engine {
             &process_path,
             serde_json::to_vec(&process).expect("process serialises"),
         )
-        .map_err(|e| Error::internal(format!("failed to write {}: {e}", process_path.display())))?;
+        .map_err(|e| Error::io(format!("failed to write {}", process_path.display()), e))?;
         Ok(PreparedExec {
             container_id: id.to_string(),
             runtime: self.oci(&rec.runtime_handler)?.clone(),

@@ -65,9 +65,112 @@ pub fn live_id(path: &Path) -> Option<FileId> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// Reads one of the log's files incrementally, line by line; an
+/// unterminated last line waits for its end (the writer is mid-line).
+pub struct LogCursor {
+    file: tokio::fs::File,
+    id: FileId,
+    leftover: Vec<u8>,
+}
+
+impl LogCursor {
+    /// The log file after `after` (the oldest for `None`), if any.
+    pub fn next(path: &Path, after: Option<FileId>) -> std::io::Result<Option<LogCursor>> {
+        Ok(open_next(path, after)?.map(|(f, id)| LogCursor {
+            file: tokio::fs::File::from_std(f),
+            id,
+            leftover: Vec::new(),
+        }))
+    }
+
+    /// The identity of the file being read.
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    /// Hands every complete line there is now to `line` (without its `\n`).
+    pub async fn drain(&mut self, line: &mut impl FnMut(&[u8])) -> std::io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.file.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut chunk = &buf[..n];
+            while let Some(i) = chunk.iter().position(|b| *b == b'\n') {
+                if self.leftover.is_empty() {
+                    line(&chunk[..i]);
+                } else {
+                    self.leftover.extend_from_slice(&chunk[..i]);
+                    line(&self.leftover);
+                    self.leftover.clear();
+                }
+                chunk = &chunk[i + 1..];
+            }
+            self.leftover.extend_from_slice(chunk);
+        }
+    }
+
+    /// The unterminated rest, once no more will come (the file is done).
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.leftover)
+    }
+
+    /// True when the path now names another file (rotated) or none.
+    pub fn replaced(&self, path: &Path) -> bool {
+        live_id(path) != Some(self.id)
+    }
+}
+
+/// Every complete line of the log as it is now, rotated files first
+/// (oldest first), the live file last.
+pub async fn read_lines(path: &Path, mut line: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut after = None;
+    while let Some(mut c) = LogCursor::next(path, after)? {
+        c.drain(&mut line).await?;
+        after = Some(c.id());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn lines_come_whole_across_reads_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(rotated_name(&path, 1), "old 1\nold 2\n").unwrap();
+        std::fs::write(&path, "new 1\nhalf").unwrap();
+        let mut all = Vec::new();
+        read_lines(&path, |l| all.push(String::from_utf8_lossy(l).into_owned()))
+            .await
+            .unwrap();
+        assert_eq!(
+            all,
+            ["old 1", "old 2", "new 1"],
+            "the unterminated line waits"
+        );
+        let mut c = LogCursor::next(&path, Some(live_id(&rotated_name(&path, 1)).unwrap()))
+            .unwrap()
+            .unwrap();
+        let mut seen = Vec::new();
+        c.drain(&mut |l| seen.push(l.to_vec())).await.unwrap();
+        assert_eq!(seen, [b"new 1".to_vec()]);
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b" done\n").unwrap();
+        c.drain(&mut |l| seen.push(l.to_vec())).await.unwrap();
+        assert_eq!(seen.last().unwrap(), b"half done");
+        assert!(!c.replaced(&path));
+        std::fs::rename(&path, rotated_name(&path, 1)).unwrap();
+        assert!(c.replaced(&path));
+    }
 
     #[test]
     fn walks_oldest_first_and_stops_at_the_live_file() {

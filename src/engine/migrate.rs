@@ -7,17 +7,20 @@
 //! * 2: a container's exit policy (restart policy, auto-remove) is a typed
 //!   field of its record instead of only a part of the Docker create
 //!   request kept in an annotation.
+//! * 3: its stop signal and grace period (Docker's `StopSignal`,
+//!   `StopTimeout`) are typed too, instead of an annotation of their own
+//!   and a part of the create request.
 
 use serde_json::Value;
 use tracing::info;
 
-use super::docker::CONFIG_ANNOTATION;
-use super::records::{ContainerRecord, ExitPolicy, Restart};
+use super::docker::{CONFIG_ANNOTATION, STOP_SIGNAL_ANNOTATION};
+use super::records::{ContainerRecord, ExitPolicy, Restart, StopPolicy};
 use super::{Engine, Error};
 use crate::store::{CONTAINERS, META};
 
 /// The version this berthd writes.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 const SCHEMA_KEY: &str = "schema";
 
 impl Engine {
@@ -35,12 +38,22 @@ impl Engine {
         }
         // Read before the one write: nothing else runs this early.
         let mut changed = Vec::new();
-        if version < 2 {
-            for (id, mut rec) in self.store.list::<ContainerRecord>(CONTAINERS)? {
+        for (id, mut rec) in self.store.list::<ContainerRecord>(CONTAINERS)? {
+            let mut touched = false;
+            if version < 2 {
                 if let Some(policy) = docker_exit_policy(&rec) {
                     rec.exit_policy = policy;
-                    changed.push((id, rec));
+                    touched = true;
                 }
+            }
+            if version < 3 {
+                if let Some(stop) = docker_stop_policy(&rec) {
+                    rec.stop = stop;
+                    touched = true;
+                }
+            }
+            if touched {
+                changed.push((id, rec));
             }
         }
         let migrated = changed.len();
@@ -84,6 +97,28 @@ fn docker_exit_policy(rec: &ContainerRecord) -> Option<ExitPolicy> {
     (policy != ExitPolicy::default()).then_some(policy)
 }
 
+/// The stop signal and grace period a Docker container of an older berth
+/// kept in annotations, if it set either.
+fn docker_stop_policy(rec: &ContainerRecord) -> Option<StopPolicy> {
+    let signal = rec
+        .config
+        .annotations
+        .get(STOP_SIGNAL_ANNOTATION)
+        .filter(|s| !s.is_empty())
+        .cloned();
+    let timeout_secs = rec
+        .config
+        .annotations
+        .get(CONFIG_ANNOTATION)
+        .and_then(|r| serde_json::from_str::<Value>(r).ok())
+        .and_then(|req| req.get("StopTimeout").and_then(Value::as_i64));
+    let stop = StopPolicy {
+        signal,
+        timeout_secs,
+    };
+    (stop != StopPolicy::default()).then_some(stop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +152,23 @@ mod tests {
                 auto_remove: true
             })
         );
+    }
+
+    #[test]
+    fn a_version_2_docker_record_gets_its_stop_settings_from_the_annotations() {
+        let mut r = with_request(serde_json::json!({"Image": "busybox", "StopTimeout": 3}));
+        r.config
+            .annotations
+            .insert(STOP_SIGNAL_ANNOTATION.into(), "SIGUSR1".into());
+        assert_eq!(
+            docker_stop_policy(&r),
+            Some(StopPolicy {
+                signal: Some("SIGUSR1".into()),
+                timeout_secs: Some(3)
+            })
+        );
+        let r = with_request(serde_json::json!({"Image": "busybox"}));
+        assert_eq!(docker_stop_policy(&r), None);
     }
 
     #[test]

@@ -14,9 +14,15 @@ pub mod dns;
 pub mod docker;
 pub mod events;
 pub mod exec;
+pub mod execs;
 pub mod exits;
 pub mod features;
 pub mod health;
+pub mod host;
+#[cfg(test)]
+mod host_fake;
+#[cfg(test)]
+mod host_tests;
 pub mod images;
 pub mod inspect;
 pub mod joined;
@@ -26,6 +32,7 @@ pub mod networks;
 pub mod oci;
 mod orphans;
 pub mod pod;
+pub mod process;
 pub mod records;
 pub mod rootfs;
 pub mod sampler;
@@ -47,7 +54,28 @@ use crate::store::{Store, StoreError};
 pub use crate::store::{CONTAINERS, PODS};
 use oci_spec::runtime::Capabilities;
 
-/// Errors of engine operations, classed for the wire.
+/// What kind of failure an engine error is: the one thing each front door
+/// maps onto its wire (gRPC code, HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    InvalidArgument,
+    FailedPrecondition,
+    AlreadyExists,
+    /// Refused by a rule of the daemon's (Docker's 403).
+    PermissionDenied,
+    Unauthenticated,
+    /// Content the caller supplied or pointed at is bad (digest mismatch,
+    /// an unsafe tar, a bad manifest).
+    BadContent,
+    /// Something the daemon depends on is not there now (a registry).
+    Unavailable,
+    Internal,
+}
+
+/// Errors of engine operations. The cause of a failure is kept as the
+/// error's source (not flattened into the text), so each front door can log
+/// the whole chain once and classify by [`Error::kind`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -66,6 +94,13 @@ pub enum Error {
     Runtime { what: String, message: String },
     #[error("{0}")]
     Internal(String),
+    /// A host operation failed: what was being done, and the OS's error.
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Image(#[from] Box<image::Error>),
     #[error(transparent)]
@@ -89,6 +124,43 @@ impl From<crate::runtime::SpecError> for Error {
 impl Error {
     pub(crate) fn internal(msg: impl Into<String>) -> Self {
         Error::Internal(msg.into())
+    }
+
+    /// A failed host operation, its OS error kept as the source.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The class of this error, for mapping onto gRPC codes and HTTP statuses.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::InvalidArgument(_) | Error::Spec(_) => ErrorKind::InvalidArgument,
+            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::Forbidden(_) => ErrorKind::PermissionDenied,
+            Error::Image(i) => match i.kind() {
+                image::Kind::NotFound => ErrorKind::NotFound,
+                image::Kind::InvalidArgument => ErrorKind::InvalidArgument,
+                image::Kind::Unauthenticated => ErrorKind::Unauthenticated,
+                image::Kind::PermissionDenied => ErrorKind::PermissionDenied,
+                image::Kind::BadContent => ErrorKind::BadContent,
+                image::Kind::Unavailable => ErrorKind::Unavailable,
+                image::Kind::Internal => ErrorKind::Internal,
+            },
+            Error::Runtime { .. } | Error::Internal(_) | Error::Io { .. } | Error::Store(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    /// The error and its causes, `a: b: c`, each said once: what the front
+    /// doors send and log.
+    pub fn chain(&self) -> String {
+        crate::cri::chain(self)
     }
 }
 
@@ -185,6 +257,10 @@ pub struct Engine {
     /// What [`Engine::runtime_problem`] found last, to log each change once.
     runtime_problem_seen: std::sync::Mutex<Option<String>>,
     runtimes: BTreeMap<String, oci::OciRuntime>,
+    /// The life-cycle calls of each handler's runtime (see [`host::Runtime`]).
+    lifecycle: BTreeMap<String, Arc<dyn host::Runtime>>,
+    /// The host operations the life cycle makes (see [`host`]).
+    pub(crate) ops: host::HostOps,
     /// What each runtime handler can do (`Status.runtime_handlers`).
     pub handler_features: BTreeMap<String, features::HandlerFeatures>,
     /// CNI plugin invocation, with its on-disk cache of attachments.
@@ -223,6 +299,8 @@ pub struct Engine {
     exit_order: std::sync::Mutex<()>,
     /// Attaches waiting for a container's next monitor (see [`attach`]).
     attach_waiters: attach::AttachWaiters,
+    /// Exec instances of both doors (see [`execs`]).
+    execs: execs::ExecInstances,
     /// The embedded DNS server of user networks (see [`dns`]).
     pub(crate) dns: crate::network::dns::Dns,
 }
@@ -231,6 +309,14 @@ impl Engine {
     /// Opens the metadata store and the image stores, then reconciles them:
     /// content a crash left unreferenced is collected before anything is served.
     pub async fn open(config: Arc<Config>) -> Result<Self, EngineError> {
+        Self::open_with(config, host::HostOps::real()).await
+    }
+
+    /// [`Engine::open`] on the host operations `ops` (fakes in unit tests).
+    pub(crate) async fn open_with(
+        config: Arc<Config>,
+        ops: host::HostOps,
+    ) -> Result<Self, EngineError> {
         for dir in [&config.root, &config.state] {
             std::fs::create_dir_all(dir).map_err(|source| EngineError::Dir {
                 path: dir.display().to_string(),
@@ -261,7 +347,11 @@ impl Engine {
                 (name.clone(), rt)
             })
             .collect();
-        let handler_features = detect_features(&runtimes).await;
+        let handler_features = ops.probe.features(&runtimes).await;
+        let lifecycle = runtimes
+            .iter()
+            .map(|(name, rt)| (name.clone(), ops.runtime_of(rt)))
+            .collect();
         let cni = crate::network::Cni::new(
             config.cni.conf_dir.clone(),
             config.cni.bin_dirs.clone(),
@@ -282,7 +372,7 @@ impl Engine {
             config,
             store,
             images,
-            host: HostFacts::detect(),
+            host: ops.probe.facts(),
             cgroups: crate::cgroups::detect(),
             runtime_problem_seen: std::sync::Mutex::new(None),
             monitor_program: monitor_program(small.as_ref()),
@@ -290,6 +380,8 @@ impl Engine {
             removals: Default::default(),
             starting: Default::default(),
             runtimes,
+            lifecycle,
+            ops,
             handler_features,
             cni,
             network,
@@ -302,6 +394,7 @@ impl Engine {
             network_changes: Default::default(),
             exit_order: Default::default(),
             attach_waiters: Default::default(),
+            execs: Default::default(),
             dns,
         };
         engine.migrate_records().map_err(EngineError::Migrate)?;
@@ -331,13 +424,18 @@ impl Engine {
         Ok(engine)
     }
 
-    /// The OCI runtime of a handler ("" = the default).
-    pub fn oci(&self, handler: &str) -> Result<&oci::OciRuntime, Error> {
-        let name = if handler.is_empty() {
+    /// A runtime handler's name ("" = the default handler).
+    pub(crate) fn handler_name<'a>(&'a self, handler: &'a str) -> &'a str {
+        if handler.is_empty() {
             self.config.runtime.default_handler.as_str()
         } else {
             handler
-        };
+        }
+    }
+
+    /// The OCI runtime of a handler ("" = the default).
+    pub fn oci(&self, handler: &str) -> Result<&oci::OciRuntime, Error> {
+        let name = self.handler_name(handler);
         self.runtimes
             .get(name)
             .ok_or_else(|| Error::InvalidArgument(format!("unknown runtime handler {name:?}")))
@@ -346,11 +444,7 @@ impl Engine {
     /// The platform PullImage fetches for a runtime handler ("" = the
     /// default): the handler's configured `platform`, else the host's.
     pub fn pull_platform(&self, handler: &str) -> Result<crate::image::manifest::Platform, Error> {
-        let name = if handler.is_empty() {
-            self.config.runtime.default_handler.as_str()
-        } else {
-            handler
-        };
+        let name = self.handler_name(handler);
         let h =
             self.config.runtime.handlers.get(name).ok_or_else(|| {
                 Error::InvalidArgument(format!("unknown runtime handler {name:?}"))

@@ -153,7 +153,7 @@ impl Engine {
             att.args.push(("IP".into(), ip.to_string()));
         }
         let started = std::time::Instant::now();
-        let res = self.cni.add(&net, &att).await;
+        let res = self.ops.network.add(&self.cni, &net, &att).await;
         crate::metrics::global().observe_cni("add", res.is_ok(), started.elapsed());
         let res = res.map_err(super::pod::cni_err)?;
         let (addrs, gateway, mac) = crate::network::interface_config(&res, ifname);
@@ -198,7 +198,11 @@ impl Engine {
             pod.set_attachments(list);
             if let Err(e) = self.store.write(|w| w.put(PODS, pod_id, &pod)) {
                 // Not recorded: undo the ADD rather than leak its address.
-                let _ = self.cni.del_interface(pod_id, &ifname, Some(&netns)).await;
+                let _ = self
+                    .ops
+                    .network
+                    .del_interface(&self.cni, pod_id, &ifname, Some(&netns))
+                    .await;
                 return Err(e.into());
             }
             info!(pod = %pod_id, network = %att.network, ifname = %att.ifname,
@@ -224,8 +228,9 @@ impl Engine {
             let att = list.remove(i);
             let started = std::time::Instant::now();
             let res = self
-                .cni
-                .del_interface(pod_id, &att.ifname, pod.netns.as_deref())
+                .ops
+                .network
+                .del_interface(&self.cni, pod_id, &att.ifname, pod.netns.as_deref())
                 .await;
             crate::metrics::global().observe_cni("del", res.is_ok(), started.elapsed());
             res.map_err(super::pod::cni_err)?;

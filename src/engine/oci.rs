@@ -37,9 +37,12 @@ impl OciRuntime {
     }
 
     async fn run(&self, what: String, args: &[&str]) -> Result<(), Error> {
-        let out = self.cmd().args(args).output().await.map_err(|e| {
-            Error::internal(format!("failed to run {}: {e}", self.binary.display()))
-        })?;
+        let out = self
+            .cmd()
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| Error::io(format!("failed to run {}", self.binary.display()), e))?;
         if out.status.success() {
             return Ok(());
         }
@@ -86,6 +89,13 @@ impl OciRuntime {
         }
     }
 
+    /// Whether the runtime still keeps state of container `id` (its
+    /// directory under `--root`): a container whose process died without a
+    /// `delete` still has its state and its cgroup.
+    pub fn has_state(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
     /// The runtime's status of a container (`created`, `running`,
     /// `stopped`…), `None` when it does not know it.
     pub async fn status(&self, id: &str) -> Option<String> {
@@ -125,9 +135,9 @@ impl OciRuntime {
             .arg(id)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let child = c.spawn().map_err(|e| {
-            Error::internal(format!("failed to run {}: {e}", self.binary.display()))
-        })?;
+        let child = c
+            .spawn()
+            .map_err(|e| Error::io(format!("failed to run {}", self.binary.display()), e))?;
         let wait = child.wait_with_output();
         tokio::pin!(wait);
         let res = match timeout {

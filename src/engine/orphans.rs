@@ -65,12 +65,15 @@ impl Engine {
         // writable layer behind.
         let recorded: HashSet<String> = known(CONTAINERS).union(&known(PODS)).cloned().collect();
         for (name, oci) in &self.runtimes {
+            let Ok(rt) = self.runtime(name) else {
+                continue;
+            };
             for id in child_names(&oci.root) {
                 if recorded.contains(&id) || !is_id(&id) {
                     continue;
                 }
                 info!(container = %id, handler = %name, "deleting leftover runtime state");
-                if let Err(e) = oci.delete(&id).await {
+                if let Err(e) = rt.delete(&id).await {
                     warn!(container = %id, error = %e, "failed to delete leftover runtime state");
                 }
             }
@@ -96,7 +99,7 @@ impl Engine {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        for rt in self.runtimes.values() {
+        for rt in self.lifecycle.values() {
             let _ = rt.kill(id, "KILL", true).await;
             let _ = rt.delete(id).await;
         }
@@ -121,7 +124,7 @@ impl Engine {
             if rec.state != ContainerState::Created {
                 continue;
             }
-            let Ok(rt) = self.oci(&rec.runtime_handler) else {
+            let Ok(rt) = self.runtime(&rec.runtime_handler) else {
                 continue;
             };
             if rt.status(&id).await.as_deref() == Some("running") {

@@ -36,6 +36,19 @@ fn modes(cfg: &PodSandboxConfig) -> Modes {
     }
 }
 
+/// How long a removal waits for the infra's monitor to end after the infra
+/// (it drains output for up to 3 s, then writes the exit file).
+const INFRA_MONITOR_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether a pod's infra still needs the runtime's kill and delete: a pod
+/// stopped before had it deleted (stopping again costs no runtime call),
+/// but an infra that died on its own (found so after a crash, the pod
+/// marked NotReady) still has its runtime state and cgroup.
+fn infra_to_delete(rec: &PodRecord, rt: &dyn super::host::Runtime) -> bool {
+    rec.infra
+        .is_some_and(|p| rec.state == PodState::Ready || p.alive() || rt.has_state(&rec.id))
+}
+
 impl Engine {
     /// Creates a ready pod sandbox.
     pub async fn run_pod_sandbox(
@@ -90,6 +103,7 @@ impl Engine {
             handler.to_string()
         };
         let oci = self.oci(&handler)?.clone();
+        let rt = self.runtime(&handler)?;
         if crate::runtime::userns::pod_user_namespace(&config)?.is_some()
             && !self
                 .handler_features
@@ -124,6 +138,7 @@ impl Engine {
             shm: None,
             cgroup_parent,
             infra: None,
+            infra_monitor: None,
             ips: vec![],
             gateways: vec![],
             network_attached: false,
@@ -140,21 +155,23 @@ impl Engine {
             };
             let hostname = (!m.host_network && !join_net && !config.hostname.is_empty())
                 .then(|| config.hostname.clone());
+            let ops = self.ops.network.clone();
             let (pinned, files) = blocking(move || {
                 let (ns, files) = (d.join("ns"), d.join("files"));
                 for x in [&ns, &files] {
-                    std::fs::create_dir_all(x).map_err(|e| {
-                        Error::internal(format!("failed to create {}: {e}", x.display()))
-                    })?;
+                    std::fs::create_dir_all(x)
+                        .map_err(|e| Error::io(format!("failed to create {}", x.display()), e))?;
                 }
-                let pinned = sandbox::pin(&ns, want, hostname.as_deref()).map_err(sandbox_err)?;
+                let pinned = ops
+                    .pin(&ns, want, hostname.as_deref())
+                    .map_err(sandbox_err)?;
                 // The record learns of the pins only when this returns: a
                 // failure here undoes them itself.
                 let c = with_embedded_dns(c);
-                match sandbox::write_pod_files(&files, &c, host_net) {
+                match ops.write_files(&files, &c, host_net) {
                     Ok(files) => Ok((pinned, files)),
                     Err(e) => {
-                        if let Err(u) = sandbox::unpin(&pinned) {
+                        if let Err(u) = ops.unpin(&pinned) {
                             warn!(error = %u, "failed to undo the namespace pins of a failed pod");
                         }
                         Err(sandbox_err(e))
@@ -198,7 +215,7 @@ impl Engine {
                 let small = self.small_binary.clone();
                 let bundle = blocking(move || {
                     std::fs::create_dir_all(&infra_dir).map_err(|e| {
-                        Error::internal(format!("failed to create {}: {e}", infra_dir.display()))
+                        Error::io(format!("failed to create {}", infra_dir.display()), e)
                     })?;
                     match &small {
                         Some(bin) => sandbox::infra_bundle_with(bin, &infra_dir, &pinned, &cg, &hn),
@@ -207,8 +224,8 @@ impl Engine {
                     .map_err(sandbox_err)
                 })
                 .await?;
-                let (pid, _) = self
-                    .spawn_monitor(&MonitorConfig {
+                let (pid, monitor) = self
+                    .create_by_monitor(&MonitorConfig {
                         id: id.clone(),
                         bundle: bundle.clone(),
                         runtime: oci.binary.clone(),
@@ -216,7 +233,7 @@ impl Engine {
                         runtime_flags: oci.flags.clone(),
                         runtime_log: dir.join("infra-runtime.log"),
                         pid_file: dir.join("infra.pid"),
-                        exit_file: dir.join("infra-exit.json"),
+                        exit_file: dir.join("infra-exit.pb"),
                         log_path: None,
                         log_rotation: None,
                         oom_files: vec![],
@@ -227,8 +244,8 @@ impl Engine {
                     })
                     .await?;
                 // Recorded before the start, so a failed start is rolled back too.
-                let started = oci.start(&id).await;
-                Ok::<_, Error>(Some((pid, started)))
+                let started = rt.start(&id).await;
+                Ok::<_, Error>(Some((pid, monitor, started)))
             };
             let (network, infra) = tokio::join!(network, infra);
             // A failed ADD undoes itself; a failed create leaves no monitor.
@@ -236,8 +253,9 @@ impl Engine {
                 rec.network_attached = true;
             }
             let infra = infra.and_then(|made| match made {
-                Some((pid, started)) => {
+                Some((pid, monitor, started)) => {
                     rec.infra = Some(pid);
+                    rec.infra_monitor = Some(monitor);
                     started
                 }
                 None => Ok(()),
@@ -304,15 +322,10 @@ impl Engine {
         // delete run beside CNI DEL (while the pinned netns still exists: the
         // bridge plugin needs it to undo its masquerade rules).
         let infra = async {
-            // Stopped before (the record says NotReady only once the delete
-            // succeeded): stopping again costs no runtime call.
-            if !rec
-                .infra
-                .is_some_and(|p| rec.state == PodState::Ready || p.alive())
-            {
+            let oci = self.runtime(&rec.runtime_handler)?;
+            if !infra_to_delete(&rec, oci.as_ref()) {
                 return Ok(());
             }
-            let oci = self.oci(&rec.runtime_handler)?;
             let _ = oci.kill(id, "KILL", true).await;
             oci.delete(id).await
         };
@@ -375,13 +388,8 @@ impl Engine {
     /// Undoes whatever part of a pod exists.
     async fn teardown_pod(&self, rec: &PodRecord) {
         self.pod_dns_closed(&rec.id);
-        // A stopped pod's infra was deleted by the stop (its record is written
-        // only after that succeeded): no runtime calls for it again.
-        if rec
-            .infra
-            .is_some_and(|p| rec.state == PodState::Ready || p.alive())
-        {
-            if let Ok(oci) = self.oci(&rec.runtime_handler) {
+        if let Ok(oci) = self.runtime(&rec.runtime_handler) {
+            if infra_to_delete(rec, oci.as_ref()) {
                 let _ = oci.kill(&rec.id, "KILL", true).await;
                 let _ = oci.delete(&rec.id).await;
             }
@@ -389,6 +397,18 @@ impl Engine {
         if rec.network_attached {
             if let Err(e) = self.detach_network(&rec.id, rec.netns.as_deref()).await {
                 warn!(pod = %rec.id, error = %e, "failed to detach the pod network");
+            }
+        }
+        // The infra's monitor records its exit and ends just after the
+        // infra: a removed pod leaves no process behind.
+        if let Some(m) = rec.infra_monitor {
+            let deadline = tokio::time::Instant::now() + INFRA_MONITOR_WAIT;
+            while m.alive() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if m.alive() {
+                warn!(pod = %rec.id, monitor = m.pid, "the infra's monitor did not end; killing it");
+                m.signal(nix::sys::signal::Signal::SIGKILL);
             }
         }
         let pinned = pinned_of(rec);
@@ -399,11 +419,12 @@ impl Engine {
             hostname: rec.hostname_file.clone().unwrap_or_default(),
             shm: rec.shm.clone(),
         });
+        let ops = self.ops.network.clone();
         let res = blocking(move || {
             if let Some(f) = &files {
-                sandbox::unmount_pod_files(f).map_err(sandbox_err)?;
+                ops.unmount_files(f).map_err(sandbox_err)?;
             }
-            sandbox::unpin(&pinned).map_err(sandbox_err)?;
+            ops.unpin(&pinned).map_err(sandbox_err)?;
             super::rootfs::remove_dir(&dir)
         })
         .await;
@@ -422,7 +443,7 @@ impl Engine {
             let ns_gone = [&p.netns, &p.ipcns, &p.utsns]
                 .into_iter()
                 .flatten()
-                .any(|f| !sandbox::is_pinned(f));
+                .any(|f| !self.ops.network.is_pinned(f));
             let infra_gone = p.infra.is_some_and(|i| !i.alive());
             if ns_gone || infra_gone {
                 warn!(pod = %p.id, ns_gone, infra_gone, "pod sandbox lost its namespaces or infra process; marking it not ready");
@@ -443,7 +464,7 @@ impl Engine {
             else {
                 continue;
             };
-            match self.cni.check(&p.id, netns).await {
+            match self.ops.network.check(&self.cni, &p.id, netns).await {
                 Ok(()) => tracing::debug!(pod = %p.id, "pod network checked"),
                 Err(e) => warn!(pod = %p.id, error = %e, "CNI CHECK of a recovered pod failed"),
             }
@@ -459,7 +480,7 @@ impl Engine {
             .into_iter()
             .map(|p| p.id)
             .collect();
-        let ids = match self.cni.attached_ids().await {
+        let ids = match self.ops.network.attached_ids(&self.cni).await {
             Ok(ids) => ids,
             Err(e) => {
                 warn!(error = %e, "failed to read the CNI cache");
@@ -477,7 +498,7 @@ impl Engine {
     /// Runs CNI DEL for a pod (idempotent; works when the netns is gone).
     async fn detach_network(&self, id: &str, netns: Option<&std::path::Path>) -> Result<(), Error> {
         let started = std::time::Instant::now();
-        let res = self.cni.del(id, netns).await;
+        let res = self.ops.network.del(&self.cni, id, netns).await;
         crate::metrics::global().observe_cni("del", res.is_ok(), started.elapsed());
         res.map_err(cni_err)
     }

@@ -77,6 +77,9 @@ pub struct PodRecord {
     pub cgroup_parent: String,
     /// The infra process holding the pod's PID namespace, when shared.
     pub infra: Option<ProcessId>,
+    /// The monitor of the infra process (records of older berths: unknown).
+    #[serde(default)]
+    pub infra_monitor: Option<ProcessId>,
     /// The pod's IPs from CNI, IPv4 first.
     #[serde(default)]
     pub ips: Vec<String>,
@@ -234,6 +237,22 @@ pub struct ContainerRecord {
     /// `HasBeenManuallyStopped`).
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// How a stop without its own signal or grace period stops it (Docker's
+    /// `StopSignal`, `StopTimeout`).
+    #[serde(default)]
+    pub stop: StopPolicy,
+}
+
+/// A container's own stop settings; unset: the image's `StopSignal` (else
+/// SIGTERM) and the caller's grace period (Docker's default 10 s).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopPolicy {
+    /// A signal name (`TERM`, `SIGUSR1`) or number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Seconds between the signal and SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<i64>,
 }
 
 /// A container's exit policy: a restart policy, or removal (`--rm`).
@@ -288,8 +307,12 @@ impl ContainerRecord {
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
     }
+    /// Where the container's monitor writes its exit: `exit.pb`, or
+    /// `exit.json` for a monitor an older berthd started (see
+    /// [`crate::monitor::proto`]).
     pub fn exit_file(&self) -> PathBuf {
-        self.dir.join("exit.json")
+        use crate::monitor::proto::Protocol;
+        Protocol::of_bundle(&self.dir).exit_file_in(&self.dir)
     }
     /// Where image volume `i` is mounted.
     pub fn image_volume(&self, i: usize) -> PathBuf {
@@ -357,6 +380,7 @@ impl ContainerRecord {
             restart_count: 0,
             exit_policy: ExitPolicy::default(),
             stopped_by_user: false,
+            stop: StopPolicy::default(),
         }
     }
 }
@@ -386,6 +410,7 @@ mod tests {
             shm: None,
             cgroup_parent: String::new(),
             infra: None,
+            infra_monitor: None,
             ips: vec!["10.89.3.4".into()],
             network_attached: attached,
             gateways: vec!["10.89.3.1".into()],

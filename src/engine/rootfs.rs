@@ -34,7 +34,7 @@ pub fn mount_overlay_as(
 ) -> Result<(), Error> {
     for d in [upper, work, target] {
         std::fs::create_dir_all(d)
-            .map_err(|e| Error::internal(format!("failed to create {}: {e}", d.display())))?;
+            .map_err(|e| Error::io(format!("failed to create {}", d.display()), e))?;
     }
     let mut held = Vec::new();
     let mut lower_paths: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
@@ -53,7 +53,7 @@ pub fn mount_overlay_as(
             ),
         }
         std::os::unix::fs::chown(upper, Some(u.uid.host_id()), Some(u.gid.host_id()))
-            .map_err(|e| Error::internal(format!("failed to chown {}: {e}", upper.display())))?;
+            .map_err(|e| Error::io(format!("failed to chown {}", upper.display()), e))?;
     }
     // overlayfs wants the top-most lower dir first.
     let lower = lower_paths
@@ -94,7 +94,7 @@ pub fn mount_overlay_as(
 /// image volume: one layer is bound, several are stacked without an upper.
 pub fn mount_read_only(lowers: &[PathBuf], target: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(target)
-        .map_err(|e| Error::internal(format!("failed to create {}: {e}", target.display())))?;
+        .map_err(|e| Error::io(format!("failed to create {}", target.display()), e))?;
     let failed = |e: nix::Error| {
         Error::internal(format!(
             "failed to mount the image volume at {}: {e}",

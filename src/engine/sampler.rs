@@ -130,6 +130,67 @@ pub fn system_cpu(proc_stat: &str) -> Option<(u64, u32)> {
     Some((total?, cpus))
 }
 
+/// What Docker's `/info` tells of the node, read when asked.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    /// `MemTotal` in bytes.
+    pub mem_total: u64,
+    /// `PRETTY_NAME` of /etc/os-release ("Linux" without one).
+    pub os_name: String,
+    /// `net.ipv4.ip_forward` is on.
+    pub ipv4_forwarding: bool,
+    /// The daemon's open file descriptors.
+    pub open_fds: usize,
+    /// A stable id of this daemon: `<root>/engine-id`, made on first use.
+    pub engine_id: String,
+}
+
+impl Engine {
+    /// The node's facts for Docker's `/info` (a few small files).
+    pub fn node_facts(&self) -> NodeFacts {
+        NodeFacts {
+            mem_total: machine_memory(),
+            os_name: std::fs::read_to_string("/etc/os-release")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                        .map(|v| v.trim_matches('"').to_string())
+                })
+                .unwrap_or_else(|| "Linux".into()),
+            ipv4_forwarding: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+                .is_ok_and(|s| s.trim() == "1"),
+            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
+            engine_id: engine_id(&self.config.root),
+        }
+    }
+}
+
+/// A stable daemon id, in Docker's UUID-like shape: kept in
+/// `<root>/engine-id` (written through a rename), made on first use.
+fn engine_id(root: &std::path::Path) -> String {
+    let path = root.join("engine-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if !s.trim().is_empty() {
+            return s.trim().to_string();
+        }
+    }
+    let raw = super::records::new_id();
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &raw[0..8],
+        &raw[8..12],
+        &raw[12..16],
+        &raw[16..20],
+        &raw[20..32]
+    );
+    let tmp = root.join("engine-id.tmp");
+    if std::fs::write(&tmp, &id).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+    id
+}
+
 /// The host's memory, Docker's `limit` for a container without one.
 fn machine_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -156,5 +217,15 @@ mod tests {
         assert_eq!(ns, 550 * 10_000_000);
         assert_eq!(cpus, 2);
         assert!(system_cpu("intr 1\n").is_none());
+    }
+
+    #[test]
+    fn the_engine_id_is_made_once_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let id = engine_id(d.path());
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(id.matches('-').count(), 4, "{id}");
+        assert_eq!(engine_id(d.path()), id);
+        assert!(!d.path().join("engine-id.tmp").exists());
     }
 }

@@ -1,8 +1,8 @@
 //! Resource usage of containers and pods (cgroups, writable layer), the
 //! resource updates and log reopening that act on running containers.
 
+use crate::storage::usage::{dir_usage, DirUsage};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Mutex;
 
 use k8s_cri::v1::LinuxContainerResources;
@@ -56,13 +56,24 @@ impl Engine {
         let nano_cores = self
             .cpu_samples
             .rate(&rec.id, cgroup.timestamp_ns, cgroup.cpu_usage_ns);
-        let (layer_bytes, layer_inodes) = dir_usage(&rec.layer_dir.join("upper"));
+        let layer = dir_usage(&rec.layer_dir.join("upper"));
+        let (layer_bytes, layer_inodes) = (layer.disk_bytes, layer.inodes);
         Ok(Some(Usage {
             cgroup,
             nano_cores,
             layer_bytes,
             layer_inodes,
         }))
+    }
+
+    /// What one container's writable layer holds (Docker's `SizeRw` is its
+    /// `apparent_bytes`, CRI's stats its `disk_bytes`), walked off the
+    /// async threads.
+    pub async fn writable_layer_usage(&self, rec: &ContainerRecord) -> DirUsage {
+        let upper = rec.layer_dir.join("upper");
+        super::container::blocking(move || Ok(dir_usage(&upper)))
+            .await
+            .unwrap_or_default()
     }
 
     /// Bytes and inodes of every container's writable layer (under
@@ -78,7 +89,8 @@ impl Engine {
             Ok(uppers
                 .iter()
                 .map(|u| dir_usage(u))
-                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)))
+                .fold(DirUsage::default(), |a, b| a + b))
+            .map(|u| (u.disk_bytes, u.inodes))
         })
         .await
     }
@@ -149,7 +161,7 @@ impl Engine {
         }
         let path = rec.dir.join("resources-update.json");
         std::fs::write(&path, json.to_string())
-            .map_err(|e| Error::internal(format!("failed to write {}: {e}", path.display())))?;
+            .map_err(|e| Error::io(format!("failed to write {}", path.display()), e))?;
         let done = self.oci(&rec.runtime_handler)?.update(id, &path).await;
         let _ = std::fs::remove_file(&path);
         done?;
@@ -178,22 +190,34 @@ impl Engine {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| {
-                Error::internal(format!("failed to create log {}: {e}", path.display()))
-            })?;
+            .map_err(|e| Error::io(format!("failed to create log {}", path.display()), e))?;
         let want = {
             use std::os::unix::fs::MetadataExt;
             let m = new
                 .metadata()
-                .map_err(|e| Error::internal(format!("failed to stat {}: {e}", path.display())))?;
+                .map_err(|e| Error::io(format!("failed to stat {}", path.display()), e))?;
             (m.dev(), m.ino())
         };
         drop(new);
+        // A v1 monitor answers once it holds the new file; one an older
+        // berthd started (v0) is signalled and watched.
+        if let Some(sock) = super::exec::attach_socket_path(&rec.dir).filter(|s| {
+            crate::monitor::proto::Protocol::of_socket(s) == crate::monitor::proto::Protocol::V1
+        }) {
+            return crate::monitor::client::reopen_log(&sock)
+                .await
+                .map_err(|e| {
+                    Error::internal(format!(
+                        "the monitor of container {id} did not reopen {}: {e}",
+                        path.display()
+                    ))
+                });
+        }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(monitor.pid),
             nix::sys::signal::Signal::SIGUSR1,
         )
-        .map_err(|e| Error::internal(format!("failed to signal the monitor of {id}: {e}")))?;
+        .map_err(|e| Error::io(format!("failed to signal the monitor of {id}"), e.into()))?;
         // Answer once the monitor really holds the new file.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
@@ -233,30 +257,6 @@ fn holds_only(pid: i32, want: (u64, u64), dir: Option<&std::path::Path>) -> bool
     has_new
 }
 
-/// Bytes and inodes below a directory (hard links counted once).
-fn dir_usage(root: &Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            }
-            if seen.insert((m.dev(), m.ino())) {
-                bytes += m.blocks() * 512;
-                inodes += 1;
-            }
-        }
-    }
-    (bytes, inodes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,16 +272,5 @@ mod tests {
             None,
             "no time passed"
         );
-    }
-
-    #[test]
-    fn dir_usage_counts_files_once() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("a"), vec![1u8; 10_000]).unwrap();
-        std::fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
-        std::fs::create_dir(d.path().join("sub")).unwrap();
-        let (bytes, inodes) = dir_usage(d.path());
-        assert_eq!(inodes, 2, "a/b share an inode, plus sub");
-        assert!(bytes >= 10_000);
     }
 }

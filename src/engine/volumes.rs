@@ -59,6 +59,18 @@ fn is_hex64(name: &str) -> bool {
 }
 
 impl Engine {
+    /// The host directory of a `-v /host:/ctr` bind, made when missing as
+    /// Docker does for `-v` (a `--mount type=bind` source must exist).
+    pub fn ensure_bind_source(&self, src: &str) -> Result<std::path::PathBuf, Error> {
+        let p = std::path::Path::new(src);
+        if !p.exists() {
+            std::fs::create_dir_all(p).map_err(|e| {
+                Error::InvalidArgument(format!("failed to create bind source {src}: {e}"))
+            })?;
+        }
+        Ok(p.to_path_buf())
+    }
+
     /// The volume `name`.
     pub fn volume(&self, name: &str) -> Result<Volume, Error> {
         self.volumes

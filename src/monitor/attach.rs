@@ -1,27 +1,23 @@
-//! The monitor's attach socket: every client gets the container's output as
-//! it is read for the CRI log, and may feed the container's stdin.
+//! The monitor's socket (`monitor.sock`): every output client gets the
+//! container's output as it is read for the CRI log, and may feed the
+//! container's stdin; control clients resize the terminal or have the log
+//! reopened. The protocol is `berth.monitor.v1` (see [`super::proto`] and
+//! `proto/berth/monitor/v1/monitor.proto`), per connection:
 //!
-//! Protocol, per connection: the client first sends one byte, the hello:
+//! ```text
+//! client ── Hello { version, kind } ──> monitor
+//!        <── Ack { version, error } ──   (output clients: once registered)
+//! KIND_OUTPUT      <── Output { stream, data } … until the output ends (close)
+//! KIND_STDIN       the same, and the client's bytes ──> container stdin (half-close: EOF)
+//! KIND_RESIZE      ── Resize { width, height } … ──> the terminal
+//! KIND_LOG_REOPEN  the Ack comes after the log file was reopened
+//! ```
 //!
-//! * [`HELLO_STDIN`] (`i`) if it will write stdin, [`HELLO_OUTPUT`] (`o`) if it
-//!   only reads;
-//! * [`HELLO_STDIN_ACK`] (`I`) and [`HELLO_OUTPUT_ACK`] (`O`): the same, and
-//!   the monitor first answers one byte [`ACK`] once the client is
-//!   registered, so output the container prints after the ack reaches the
-//!   client (Docker attaches before it starts the container);
-//! * [`HELLO_RESIZE`] (`r`): a control connection, see below.
-//!
-//! After an output hello the monitor sends frames `tag (1 byte) | length
-//! (u32, big endian) | bytes`, tag [`TAG_STDOUT`] or [`TAG_STDERR`] (a
-//! terminal has only stdout), and closes the connection once the
-//! container's output has ended. A stdin client's bytes go to the
-//! container's stdin (for a terminal: into the pty); when it closes its side
-//! and the container was made with `stdin_once`, the container's stdin is
-//! closed too (a terminal stays open: other processes may hold it).
-//!
-//! A resize connection sends any number of messages `width (u16 BE) |
-//! height (u16 BE)`, each applied to the container's terminal (ignored
-//! without one), and gets nothing back.
+//! An unknown version or kind is answered by an Ack with an error and the
+//! connection is closed. A stdin client's bytes go to the container's stdin
+//! (for a terminal: into the pty); when it closes its side and the container
+//! was made with `stdin_once`, the container's stdin is closed too (a
+//! terminal stays open: other processes may hold it).
 //!
 //! A client that cannot keep up (a write blocks longer than
 //! [`WRITE_TIMEOUT`]) is dropped, so attach never stalls the CRI log.
@@ -30,26 +26,20 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::log::Stream;
-
-pub const HELLO_STDIN: u8 = b'i';
-pub const HELLO_OUTPUT: u8 = b'o';
-pub const HELLO_STDIN_ACK: u8 = b'I';
-pub const HELLO_OUTPUT_ACK: u8 = b'O';
-pub const HELLO_RESIZE: u8 = b'r';
-/// The monitor's answer to an acknowledged hello.
-pub const ACK: u8 = 0;
-pub const TAG_STDOUT: u8 = 1;
-pub const TAG_STDERR: u8 = 2;
+use super::proto::{self, pb};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a new connection gets to say what it is. berthd writes its
 /// hello right after connecting, but on a loaded node that can take more
 /// than a second (seen: compose's `run --rm` failing to attach).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What reopens the container's log file (set by the monitor).
+pub type Reopen = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// A unix socket path that fits `sun_path` (108 bytes): the path itself when
 /// short enough, else `/proc/self/fd/<dir fd>/<name>` through an open handle
@@ -78,6 +68,7 @@ pub struct Attach {
     stdin_once: bool,
     /// The terminal's master, for resizes.
     console: Option<File>,
+    reopen: OnceLock<Reopen>,
 }
 
 impl Attach {
@@ -97,6 +88,7 @@ impl Attach {
             stdin: Mutex::new(stdin),
             stdin_once,
             console,
+            reopen: OnceLock::new(),
         });
         let a = attach.clone();
         spawn(move || {
@@ -107,30 +99,53 @@ impl Attach {
         Ok(attach)
     }
 
+    /// What a `KIND_LOG_REOPEN` request runs (refused until it is set).
+    pub fn on_log_reopen(&self, reopen: Reopen) {
+        let _ = self.reopen.set(reopen);
+    }
+
     fn accept(self: &Arc<Self>, mut conn: UnixStream) {
         let _ = conn.set_read_timeout(Some(HELLO_TIMEOUT));
-        let mut hello = [0u8; 1];
-        if conn.read_exact(&mut hello).is_err() {
+        let Ok(Some(hello)) = proto::read_msg::<pb::Hello>(&mut conn) else {
             return;
-        }
+        };
         let _ = conn.set_read_timeout(None);
         let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
-        let (stdin, ack) = match hello[0] {
-            HELLO_RESIZE => {
-                let a = self.clone();
-                let _ = spawn(move || a.apply_resizes(conn));
+        if hello.version != proto::VERSION {
+            let _ = ack(
+                &mut conn,
+                format!("unsupported protocol version {}", hello.version),
+            );
+            return;
+        }
+        let stdin = match pb::Kind::try_from(hello.kind) {
+            Ok(pb::Kind::Output) => false,
+            Ok(pb::Kind::Stdin) => true,
+            Ok(pb::Kind::Resize) => {
+                if ack(&mut conn, String::new()).is_ok() {
+                    let a = self.clone();
+                    let _ = spawn(move || a.apply_resizes(conn));
+                }
                 return;
             }
-            HELLO_STDIN => (true, false),
-            HELLO_STDIN_ACK => (true, true),
-            HELLO_OUTPUT_ACK => (false, true),
-            _ => (false, false),
+            Ok(pb::Kind::LogReopen) => {
+                let done = match self.reopen.get() {
+                    Some(reopen) => reopen().err().unwrap_or_default(),
+                    None => "this monitor keeps no log".into(),
+                };
+                let _ = ack(&mut conn, done);
+                return;
+            }
+            Ok(pb::Kind::Unspecified) | Err(_) => {
+                let _ = ack(&mut conn, format!("unknown kind {}", hello.kind));
+                return;
+            }
         };
         if let Ok(c) = conn.try_clone() {
             // The ack is written under the clients lock: no frame can come
             // before it, and every frame broadcast after it reaches us.
             let mut clients = self.lock_clients();
-            if ack && conn.write_all(&[ACK]).is_err() {
+            if ack(&mut conn, String::new()).is_err() {
                 return;
             }
             clients.push(c);
@@ -143,12 +158,11 @@ impl Attach {
 
     /// Applies the sizes a resize client sends until it closes.
     fn apply_resizes(&self, mut conn: UnixStream) {
-        let mut msg = [0u8; 4];
-        while conn.read_exact(&mut msg).is_ok() {
-            let width = u16::from_be_bytes([msg[0], msg[1]]);
-            let height = u16::from_be_bytes([msg[2], msg[3]]);
+        let mut conn = io::BufReader::new(&mut conn);
+        while let Ok(Some(r)) = proto::read_msg::<pb::Resize>(&mut conn) {
+            let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
             if let Some(c) = &self.console {
-                let _ = super::tty::set_size(c, width, height);
+                let _ = super::tty::set_size(c, clamp(r.width), clamp(r.height));
             }
         }
     }
@@ -181,14 +195,14 @@ impl Attach {
         if clients.is_empty() {
             return;
         }
-        let tag = match stream {
-            Stream::Stdout => TAG_STDOUT,
-            Stream::Stderr => TAG_STDERR,
+        let stream = match stream {
+            Stream::Stdout => pb::Stream::Stdout,
+            Stream::Stderr => pb::Stream::Stderr,
         };
-        let mut frame = Vec::with_capacity(5 + data.len());
-        frame.push(tag);
-        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        frame.extend_from_slice(data);
+        let frame = prost::Message::encode_length_delimited_to_vec(&pb::Output {
+            stream: stream as i32,
+            data: data.to_vec(),
+        });
         clients.retain_mut(|c| c.write_all(&frame).is_ok());
     }
 
@@ -202,6 +216,15 @@ impl Attach {
     fn lock_clients(&self) -> std::sync::MutexGuard<'_, Vec<UnixStream>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Answers a hello: `error` empty for yes.
+fn ack(conn: &mut UnixStream, error: String) -> io::Result<()> {
+    let a = pb::Ack {
+        version: proto::VERSION,
+        error,
+    };
+    proto::write_msg(conn, &a)
 }
 
 fn spawn(f: impl FnOnce() + Send + 'static) -> io::Result<()> {
@@ -225,21 +248,31 @@ mod tests {
         panic!("clients did not register");
     }
 
+    fn hello(path: &Path, version: u32, kind: pb::Kind) -> (UnixStream, pb::Ack) {
+        let mut c = UnixStream::connect(path).unwrap();
+        let h = pb::Hello {
+            version,
+            kind: kind as i32,
+        };
+        proto::write_msg(&mut c, &h).unwrap();
+        let ack = proto::read_msg::<pb::Ack>(&mut c).unwrap().unwrap();
+        (c, ack)
+    }
+
     #[test]
     fn output_fans_out_and_stdin_flows_in() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("attach.sock");
+        let path = dir.path().join("monitor.sock");
         let (r, w) = nix::unistd::pipe().unwrap();
         let a = Attach::serve(&path, Some(File::from(w)), true, None).unwrap();
-        let mut reader = UnixStream::connect(&path).unwrap();
-        reader.write_all(&[HELLO_OUTPUT]).unwrap();
-        let mut writer = UnixStream::connect(&path).unwrap();
-        writer.write_all(&[HELLO_STDIN]).unwrap();
+        let (mut reader, ack) = hello(&path, proto::VERSION, pb::Kind::Output);
+        assert_eq!((ack.version, ack.error.as_str()), (proto::VERSION, ""));
+        let (mut writer, _) = hello(&path, proto::VERSION, pb::Kind::Stdin);
         wait_for_clients(&a, 2);
         a.broadcast(Stream::Stderr, b"hello");
-        let mut frame = [0u8; 10];
-        reader.read_exact(&mut frame).unwrap();
-        assert_eq!(&frame, b"\x02\x00\x00\x00\x05hello");
+        let frame = proto::read_msg::<pb::Output>(&mut reader).unwrap().unwrap();
+        assert_eq!(frame.stream, pb::Stream::Stderr as i32);
+        assert_eq!(frame.data, b"hello");
         writer.write_all(b"typed").unwrap();
         writer.shutdown(std::net::Shutdown::Write).unwrap();
         let mut got = String::new();
@@ -249,5 +282,43 @@ mod tests {
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn unknown_versions_and_kinds_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.sock");
+        let a = Attach::serve(&path, None, false, None).unwrap();
+        let (mut c, ack) = hello(&path, 2, pb::Kind::Output);
+        assert!(ack.error.contains("version 2"), "{ack:?}");
+        assert_eq!(ack.version, proto::VERSION);
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "closed after the refusal");
+        let (_, ack) = hello(&path, proto::VERSION, pb::Kind::Unspecified);
+        assert!(ack.error.contains("unknown kind"), "{ack:?}");
+        assert!(a.lock_clients().is_empty());
+    }
+
+    #[test]
+    fn log_reopen_runs_the_reopen_and_answers_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.sock");
+        let a = Attach::serve(&path, None, false, None).unwrap();
+        let (_, ack) = hello(&path, proto::VERSION, pb::Kind::LogReopen);
+        assert_eq!(ack.error, "this monitor keeps no log");
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        a.on_log_reopen(Box::new(move || {
+            match c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Ok(()),
+                _ => Err("disk full".into()),
+            }
+        }));
+        let (_, ack) = hello(&path, proto::VERSION, pb::Kind::LogReopen);
+        assert_eq!(ack.error, "");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let (_, ack) = hello(&path, proto::VERSION, pb::Kind::LogReopen);
+        assert_eq!(ack.error, "disk full");
     }
 }

@@ -1,14 +1,19 @@
-//! The daemon's side of a monitor's attach socket (see [`super::attach`]):
-//! one client for every front end that attaches to a container — Docker's
+//! The daemon's side of a monitor's socket (see [`super::attach`]): one
+//! client for every front end that attaches to a container — Docker's
 //! hijacked attach and CRI's streaming attach — so the protocol is spoken in
-//! one place.
+//! one place. It speaks `berth.monitor.v1` to `monitor.sock` and the v0
+//! bytes ([`v0`]) to the `attach.sock` of a monitor an older berthd started
+//! (the socket's name tells which, see [`super::proto`]).
 //!
 //! ```text
 //! connect(socket, stdin) ──hello + ack──> (Output, Option<Input>)
 //!   Output::next()  -> Some(Frame { stream, data }) … None when the container's output ended
 //!   Input (AsyncWrite) -> the container's stdin; shutdown() = half-close (stdin_once)
 //! resize(socket, width, height) — its own short connection
+//! reopen_log(socket) — v1 only; v0 monitors take SIGUSR1
 //! ```
+
+mod v0;
 
 use std::io;
 use std::path::Path;
@@ -16,19 +21,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::attach::{
-    socket_path, ACK, HELLO_OUTPUT_ACK, HELLO_RESIZE, HELLO_STDIN_ACK, TAG_STDERR, TAG_STDOUT,
-};
+use super::attach::socket_path;
 use super::log::Stream;
+use super::proto::{self, pb, Protocol};
 
 /// How long the monitor gets to acknowledge a new client.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest frame accepted from a monitor (it sends reads of 32 KiB).
-const MAX_FRAME: usize = 1024 * 1024;
 
 /// A piece of the container's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +42,8 @@ pub struct Frame {
 
 /// The container's output, frame by frame.
 pub struct Output {
-    rd: OwnedReadHalf,
+    rd: BufReader<OwnedReadHalf>,
+    protocol: Protocol,
 }
 
 /// The container's stdin. Shutting it down half-closes the connection,
@@ -48,22 +52,27 @@ pub struct Input {
     wr: OwnedWriteHalf,
 }
 
-/// Connects to the attach socket at `socket` (long paths are reached
+/// Connects to the monitor's socket at `socket` (long paths are reached
 /// through `/proc/self/fd`) and registers for output, and for stdin when
 /// `stdin` is set. Returns once the monitor has registered the client:
 /// everything the container prints from then on is seen.
 pub async fn connect(socket: &Path, stdin: bool) -> io::Result<(Output, Option<Input>)> {
+    let protocol = Protocol::of_socket(socket);
     let mut conn = dial(socket).await?;
-    let hello = if stdin {
-        HELLO_STDIN_ACK
-    } else {
-        HELLO_OUTPUT_ACK
+    let greeted = async {
+        match protocol {
+            Protocol::V0 => v0::hello(&mut conn, stdin).await,
+            Protocol::V1 => {
+                let kind = match stdin {
+                    true => pb::Kind::Stdin,
+                    false => pb::Kind::Output,
+                };
+                hello(&mut conn, kind).await
+            }
+        }
     };
-    conn.write_all(&[hello]).await?;
-    let mut ack = [0u8; 1];
-    match tokio::time::timeout(ACK_TIMEOUT, conn.read_exact(&mut ack)).await {
-        Ok(Ok(_)) if ack[0] == ACK => {}
-        Ok(Ok(_)) => return Err(io::Error::other("the monitor sent a bad acknowledgement")),
+    match tokio::time::timeout(ACK_TIMEOUT, greeted).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -80,7 +89,25 @@ pub async fn connect(socket: &Path, stdin: bool) -> io::Result<(Output, Option<I
     }
     let (rd, wr) = conn.into_split();
     let input = stdin.then_some(Input { wr });
-    Ok((Output { rd }, input))
+    let rd = BufReader::new(rd);
+    Ok((Output { rd, protocol }, input))
+}
+
+/// Sends a v1 hello and waits for its ack (no timeout: the caller's).
+async fn hello(conn: &mut UnixStream, kind: pb::Kind) -> io::Result<()> {
+    let h = pb::Hello {
+        version: proto::VERSION,
+        kind: kind as i32,
+    };
+    conn.write_all(&h.encode_length_delimited_to_vec()).await?;
+    let ack: pb::Ack = read_msg(conn).await?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    if !ack.error.is_empty() {
+        return Err(io::Error::other(format!(
+            "the monitor refused the request: {}",
+            ack.error
+        )));
+    }
+    Ok(())
 }
 
 /// Sets the size of the container's terminal (ignored by the monitor when
@@ -91,23 +118,65 @@ pub async fn resize(socket: &Path, width: u16, height: u16) -> io::Result<()> {
     r.conn.shutdown().await
 }
 
+/// Has the monitor reopen the container's log file; returns once it holds
+/// the new file. Only v1 monitors take this request (v0 ones: SIGUSR1).
+pub async fn reopen_log(socket: &Path) -> io::Result<()> {
+    if Protocol::of_socket(socket) == Protocol::V0 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a v0 monitor reopens its log on SIGUSR1 only",
+        ));
+    }
+    let mut conn = dial(socket).await?;
+    match tokio::time::timeout(ACK_TIMEOUT, hello(&mut conn, pb::Kind::LogReopen)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the monitor did not answer the log reopen",
+        )),
+    }
+}
+
 /// A resize connection kept open for a stream of sizes (CRI's resize stream).
 pub struct Resizer {
     conn: UnixStream,
+    protocol: Protocol,
 }
 
 impl Resizer {
     pub async fn connect(socket: &Path) -> io::Result<Resizer> {
+        let protocol = Protocol::of_socket(socket);
         let mut conn = dial(socket).await?;
-        conn.write_all(&[HELLO_RESIZE]).await?;
-        Ok(Resizer { conn })
+        match protocol {
+            Protocol::V0 => conn.write_all(&[v0::HELLO_RESIZE]).await?,
+            Protocol::V1 => {
+                match tokio::time::timeout(ACK_TIMEOUT, hello(&mut conn, pb::Kind::Resize)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the monitor did not acknowledge the resize connection",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(Resizer { conn, protocol })
     }
 
     pub async fn resize(&mut self, width: u16, height: u16) -> io::Result<()> {
-        let mut msg = [0u8; 4];
-        msg[..2].copy_from_slice(&width.to_be_bytes());
-        msg[2..].copy_from_slice(&height.to_be_bytes());
-        self.conn.write_all(&msg).await
+        match self.protocol {
+            Protocol::V0 => self.conn.write_all(&v0::resize(width, height)).await,
+            Protocol::V1 => {
+                let r = pb::Resize {
+                    width: width.into(),
+                    height: height.into(),
+                };
+                self.conn
+                    .write_all(&r.encode_length_delimited_to_vec())
+                    .await
+            }
+        }
     }
 }
 
@@ -117,30 +186,64 @@ async fn dial(socket: &Path) -> io::Result<UnixStream> {
     UnixStream::connect(&short).await
 }
 
+/// The monitor's answer on its stdout (`pb::Ready`); `Ok(None)` when it
+/// ended without one.
+pub async fn read_ready(mut stdout: impl AsyncRead + Unpin) -> io::Result<Option<super::Ready>> {
+    match read_msg::<pb::Ready>(&mut stdout).await? {
+        Some(r) => super::Ready::try_from(r).map(Some).map_err(proto::invalid),
+        None => Ok(None),
+    }
+}
+
+/// Reads one length-delimited message; `Ok(None)` on a clean end of the
+/// stream before it. Reads no byte past the message.
+async fn read_msg<M: Message + Default>(r: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<M>> {
+    let mut len: u64 = 0;
+    let mut i = 0;
+    loop {
+        let b = match r.read_u8().await {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && i == 0 => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            break;
+        }
+        i += 1;
+        if i == 10 {
+            return Err(proto::invalid("bad message length"));
+        }
+    }
+    let mut buf = vec![0u8; proto::check_len(len)?];
+    r.read_exact(&mut buf).await?;
+    M::decode(buf.as_slice()).map(Some).map_err(proto::invalid)
+}
+
 impl Output {
     /// The next frame; `None` once the monitor ended the stream (the
     /// container's output is over, or the monitor dropped a slow client).
     pub async fn next(&mut self) -> io::Result<Option<Frame>> {
-        let mut head = [0u8; 5];
-        match self.rd.read_exact(&mut head).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        if self.protocol == Protocol::V0 {
+            return v0::next(&mut self.rd).await;
         }
-        let stream = match head[0] {
-            TAG_STDOUT => Stream::Stdout,
-            TAG_STDERR => Stream::Stderr,
-            t => return Err(io::Error::other(format!("bad attach frame tag {t}"))),
+        let Some(out) = read_msg::<pb::Output>(&mut self.rd).await? else {
+            return Ok(None);
         };
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::other(format!(
-                "attach frame too long ({len} bytes)"
-            )));
-        }
-        let mut data = vec![0u8; len];
-        self.rd.read_exact(&mut data).await?;
-        Ok(Some(Frame { stream, data }))
+        let stream = match pb::Stream::try_from(out.stream) {
+            Ok(pb::Stream::Stdout) => Stream::Stdout,
+            Ok(pb::Stream::Stderr) => Stream::Stderr,
+            _ => {
+                return Err(proto::invalid(format!(
+                    "bad attach frame stream {}",
+                    out.stream
+                )))
+            }
+        };
+        Ok(Some(Frame {
+            stream,
+            data: out.data,
+        }))
     }
 }
 
@@ -179,13 +282,13 @@ mod tests {
     use std::fs::File;
     use std::io::Read;
 
-    /// Against the monitor's real attach server on a temp socket: the ack
+    /// Against the monitor's real socket server on a temp socket: the ack
     /// comes before output, frames keep their streams, stdin flows in and
     /// the half-close closes it, and the end of output ends the stream.
     #[tokio::test]
-    async fn talks_to_the_monitor_attach_server() {
+    async fn talks_to_the_monitor_socket_server() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("attach.sock");
+        let path = dir.path().join(proto::SOCKET_V1);
         let (r, w) = nix::unistd::pipe().unwrap();
         let a = Attach::serve(&path, Some(File::from(w)), true, None).unwrap();
         let (mut out, input) = connect(&path, true).await.unwrap();
@@ -209,45 +312,94 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(got, "typed");
+        // Control connections: a resize is taken (no terminal: ignored) and
+        // a reopen without a log is refused with the monitor's words.
+        resize(&path, 80, 24).await.unwrap();
+        let e = reopen_log(&path).await.unwrap_err();
+        assert!(e.to_string().contains("keeps no log"), "{e}");
+        a.on_log_reopen(Box::new(|| Ok(())));
+        reopen_log(&path).await.unwrap();
         a.close();
         assert_eq!(out.next().await.unwrap(), None);
         assert_eq!(watch.next().await.unwrap(), None);
     }
 
-    /// A fake monitor: frames with a bad tag are an error, not output.
+    /// A fake v1 monitor: a frame of no known stream is an error, not
+    /// output; resizes arrive as length-delimited messages after the hello.
     #[tokio::test]
-    async fn rejects_bad_frames_and_reads_resizes() {
+    async fn rejects_bad_frames_and_sends_resizes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fake.sock");
+        let path = dir.path().join(proto::SOCKET_V1);
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         let server = tokio::spawn(async move {
+            let ok = pb::Ack {
+                version: proto::VERSION,
+                error: String::new(),
+            };
             let (mut c, _) = listener.accept().await.unwrap();
-            let mut hello = [0u8; 1];
-            c.read_exact(&mut hello).await.unwrap();
-            assert_eq!(hello[0], HELLO_OUTPUT_ACK);
-            c.write_all(&[ACK, 9, 0, 0, 0, 1, b'x']).await.unwrap();
+            let h: pb::Hello = read_msg(&mut c).await.unwrap().unwrap();
+            assert_eq!(
+                (h.version, h.kind),
+                (proto::VERSION, pb::Kind::Output as i32)
+            );
+            c.write_all(&ok.encode_length_delimited_to_vec())
+                .await
+                .unwrap();
+            let bad = pb::Output {
+                stream: 9,
+                data: b"x".to_vec(),
+            };
+            c.write_all(&bad.encode_length_delimited_to_vec())
+                .await
+                .unwrap();
             let (mut c, _) = listener.accept().await.unwrap();
-            let mut msg = Vec::new();
-            c.read_to_end(&mut msg).await.unwrap();
-            msg
+            let h: pb::Hello = read_msg(&mut c).await.unwrap().unwrap();
+            assert_eq!(h.kind, pb::Kind::Resize as i32);
+            c.write_all(&ok.encode_length_delimited_to_vec())
+                .await
+                .unwrap();
+            let mut sizes = Vec::new();
+            while let Some(r) = read_msg::<pb::Resize>(&mut c).await.unwrap() {
+                sizes.push((r.width, r.height));
+            }
+            sizes
         });
         let (mut out, _) = connect(&path, false).await.unwrap();
-        assert!(out.next().await.is_err());
-        resize(&path, 80, 24).await.unwrap();
-        assert_eq!(server.await.unwrap(), vec![HELLO_RESIZE, 0, 80, 0, 24]);
+        let e = out.next().await.unwrap_err();
+        assert!(e.to_string().contains("stream 9"), "{e}");
+        let mut r = Resizer::connect(&path).await.unwrap();
+        r.resize(80, 24).await.unwrap();
+        r.resize(132, 43).await.unwrap();
+        drop(r);
+        assert_eq!(server.await.unwrap(), vec![(80, 24), (132, 43)]);
     }
 
+    /// A monitor that refuses the hello (a later protocol's monitor, say)
+    /// is an error with its words; one that hangs up means the exit.
     #[tokio::test]
-    async fn a_closed_monitor_is_an_error() {
+    async fn refusals_and_closed_monitors_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gone.sock");
+        let path = dir.path().join(proto::SOCKET_V1);
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         let server = tokio::spawn(async move {
             let (mut c, _) = listener.accept().await.unwrap();
-            let mut hello = [0u8; 1];
-            c.read_exact(&mut hello).await.unwrap();
+            let _: pb::Hello = read_msg(&mut c).await.unwrap().unwrap();
+            let no = pb::Ack {
+                version: 2,
+                error: "unsupported protocol version 1".into(),
+            };
+            c.write_all(&no.encode_length_delimited_to_vec())
+                .await
+                .unwrap();
+            let (mut c, _) = listener.accept().await.unwrap();
+            let _: pb::Hello = read_msg(&mut c).await.unwrap().unwrap();
             drop(c);
         });
+        let e = connect(&path, true).await.err().unwrap();
+        assert!(
+            e.to_string().contains("unsupported protocol version"),
+            "{e}"
+        );
         let e = connect(&path, true).await.err().unwrap();
         assert!(e.to_string().contains("exited"), "{e}");
         server.await.unwrap();

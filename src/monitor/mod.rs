@@ -5,21 +5,27 @@
 //! file where the daemon finds it — also after a daemon restart.
 //!
 //! ```text
-//!  daemon ──spawn──> monitor ──setsid, subreaper──> `crun create` (exits)
-//!     <── {"pid":N} ──┘   │                               │
-//!                         ├─ stdout/stderr pipes ─> CRI log file (SIGUSR1 reopens)
-//!                         │  (or the pty master, for `terminal`: its output is stdout)
-//!                         ├─ attach socket: output fanned out, stdin fed in, resizes
-//!                         └─ waitpid(init) ─> exit file (JSON, written atomically)
+//!  daemon ──monitor.pb, spawn──> monitor ──setsid, subreaper──> `crun create` (exits)
+//!     <── Ready { pid } ──┘   │                               │
+//!                             ├─ stdout/stderr pipes ─> CRI log file (reopened on request or SIGUSR1)
+//!                             │  (or the pty master, for `terminal`: its output is stdout)
+//!                             ├─ monitor.sock: output fanned out, stdin fed in, resizes, log reopen
+//!                             └─ waitpid(init) ─> exit file (protobuf, written atomically)
 //! ```
+//!
+//! What it says to the daemon is berth's own protobuf, `berth.monitor.v1`
+//! (`proto/`, see [`proto`]); the daemon still understands monitors started
+//! by a berthd from before it (v0, JSON and raw bytes).
 //!
 //! The monitor uses plain threads and blocking calls: no async runtime, so it
 //! stays small (one per running container).
 
 pub mod attach;
 pub mod client;
+pub mod config;
 pub mod exit;
 pub mod log;
+pub mod proto;
 pub mod tty;
 
 use std::fs::{File, OpenOptions};
@@ -33,66 +39,18 @@ use std::time::Duration;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+pub use config::{MonitorConfig, Ready};
 pub use exit::ExitStatus;
 use log::{CriLogWriter, LineSplitter, LogFile, RecordOut, Rotation, Stream};
+use proto::pb;
 
 /// How long output is drained after the container's init exits (processes
 /// left in a shared PID namespace may hold the pipes open).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the runtime may take to hand over a terminal it has created.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the daemon tells a monitor, as a JSON file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MonitorConfig {
-    pub id: String,
-    pub bundle: PathBuf,
-    /// The OCI runtime binary.
-    pub runtime: PathBuf,
-    /// The runtime's `--root` (its state directory).
-    pub runtime_root: PathBuf,
-    /// Global flags for the runtime, e.g. `--systemd-cgroup`.
-    #[serde(default)]
-    pub runtime_flags: Vec<String>,
-    /// The runtime's own log (JSON lines), read for error messages.
-    pub runtime_log: PathBuf,
-    pub pid_file: PathBuf,
-    pub exit_file: PathBuf,
-    /// The CRI log file; `None` discards output.
-    pub log_path: Option<PathBuf>,
-    /// Rotation of the log file (Docker's `max-size`/`max-file`); absent in
-    /// configs of older berths and for CRI containers (the kubelet rotates
-    /// their logs itself): the file only grows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_rotation: Option<Rotation>,
-    /// Files holding the cgroup's OOM-kill counter (v1 `memory.oom_control`,
-    /// v2 `memory.events`), read after the exit.
-    #[serde(default)]
-    pub oom_files: Vec<PathBuf>,
-    /// Where attach clients connect (see [`attach`]); `None`: no attach.
-    #[serde(default)]
-    pub attach_socket: Option<PathBuf>,
-    /// Keep a pipe to the container's stdin for attach clients.
-    #[serde(default)]
-    pub stdin: bool,
-    /// Close the container's stdin when the first stdin client leaves.
-    #[serde(default)]
-    pub stdin_once: bool,
-    /// The spec asks for a terminal (`process.terminal`): the runtime makes
-    /// a pty and hands its master over a console socket.
-    #[serde(default)]
-    pub terminal: bool,
-}
-
-/// The monitor's one message to the daemon, on its stdout.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum Ready {
-    Pid(i32),
-    Error(String),
-}
 
 /// The exit status of a monitor that panicked (the daemon reports it).
 pub const PANIC_EXIT: i32 = 101;
@@ -103,10 +61,7 @@ pub fn main(config_path: &Path) -> i32 {
     // job: exit at once, so the daemon sees a dead monitor (and says so)
     // instead of one that silently stopped copying output.
     std::panic::set_hook(Box::new(|_| std::process::exit(PANIC_EXIT)));
-    let cfg: MonitorConfig = match std::fs::read(config_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let cfg = match MonitorConfig::read(config_path) {
         Ok(c) => c,
         Err(e) => {
             report(&Ready::Error(format!(
@@ -127,8 +82,7 @@ pub fn main(config_path: &Path) -> i32 {
 
 fn report(r: &Ready) {
     let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, r);
-    let _ = out.write_all(b"\n");
+    let _ = proto::write_msg(&mut out, &pb::Ready::from(r.clone()));
     let _ = out.flush();
 }
 
@@ -190,11 +144,22 @@ fn run(cfg: &MonitorConfig) -> Result<(), String> {
         })?;
     }
     drop(done_tx);
-    {
+    // The log is reopened on the daemon's request (`KIND_LOG_REOPEN`) and
+    // on SIGUSR1 (what v0 daemons sent; still there for operators' tools).
+    let reopen = {
         let w = writer.clone();
         let (path, rotation) = (cfg.log_path.clone(), cfg.log_rotation);
-        spawn_small(move || reopen_on_usr1(usr1, path, rotation, &w))?;
+        Arc::new(move || reopen_log(path.as_deref(), rotation, &w))
+    };
+    if let Some(a) = &attach {
+        let r = reopen.clone();
+        a.on_log_reopen(Box::new(move || r()));
     }
+    spawn_small(move || {
+        while usr1.wait().is_ok() {
+            let _ = reopen();
+        }
+    })?;
 
     report(&Ready::Pid(pid));
     detach_stdio();
@@ -361,17 +326,17 @@ impl log::RecordSink for Sink<'_> {
     }
 }
 
-fn reopen_on_usr1(
-    set: SigSet,
-    path: Option<PathBuf>,
+/// Opens the log file anew and swaps it in: the old file is closed when
+/// this returns.
+fn reopen_log(
+    path: Option<&Path>,
     rotation: Option<Rotation>,
     w: &Mutex<Option<CriLogWriter<LogFile>>>,
-) {
-    while set.wait().is_ok() {
-        if let Ok(new) = open_log(path.as_deref(), rotation) {
-            *w.lock().unwrap_or_else(|p| p.into_inner()) = new;
-        }
-    }
+) -> Result<(), String> {
+    let new = open_log(path, rotation)?;
+    let old = std::mem::replace(&mut *w.lock().unwrap_or_else(|p| p.into_inner()), new);
+    drop(old);
+    Ok(())
 }
 
 fn open_log(
@@ -472,30 +437,4 @@ fn oom_kills(files: &[PathBuf]) -> u64 {
         })
         .max()
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_config_of_an_older_berth_has_no_rotation() {
-        let old = r#"{"id":"c","bundle":"/b","runtime":"/usr/bin/crun","runtime_root":"/r",
-            "runtime_log":"/l","pid_file":"/p","exit_file":"/e","log_path":"/x/0.log"}"#;
-        let cfg: MonitorConfig = serde_json::from_str(old).unwrap();
-        assert_eq!(cfg.log_rotation, None);
-        // Without rotation the config is written as before.
-        let back = serde_json::to_string(&cfg).unwrap();
-        assert!(!back.contains("log_rotation"), "{back}");
-        let rotating = MonitorConfig {
-            log_rotation: Some(Rotation {
-                max_size: 10,
-                max_files: 2,
-            }),
-            ..cfg
-        };
-        let again: MonitorConfig =
-            serde_json::from_str(&serde_json::to_string(&rotating).unwrap()).unwrap();
-        assert_eq!(again.log_rotation, rotating.log_rotation);
-    }
 }

@@ -38,6 +38,14 @@ pub struct NetworkConfigList {
 }
 
 impl NetworkConfigList {
+    /// When its file was last written (None when built in memory): Docker's
+    /// `Created` of the default network.
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// Parses a config file's bytes; `path`'s extension picks the form
     /// (`.conflist` is a list, `.conf`/`.json` a single plugin).
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, CniError> {

@@ -25,6 +25,7 @@ pub mod snapshot;
 mod testutil;
 mod tree;
 pub mod unpack;
+pub mod usage;
 pub mod volumes;
 
 use std::io;

@@ -385,7 +385,7 @@ impl VolumeStore {
         let size = if v.is_mount() {
             0
         } else {
-            dir_size(&v.mountpoint)
+            super::usage::dir_usage(&v.mountpoint).apparent_bytes
         };
         let dir = self.vol_dir(name);
         // Out of sight first: a crash mid-delete leaves no half volume.
@@ -408,7 +408,7 @@ impl VolumeStore {
         {
             return 0;
         }
-        dir_size(&v.mountpoint)
+        super::usage::dir_usage(&v.mountpoint).apparent_bytes
     }
 
     /// Sweeps removals a crash interrupted.
@@ -484,33 +484,6 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Bytes in a directory tree, not following symlinks nor crossing into
-/// other file systems.
-pub fn dir_size(p: &Path) -> u64 {
-    let Ok(top) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    let dev = top.dev();
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                if md.dev() == dev {
-                    stack.push(e.path());
-                }
-            } else if md.is_file() {
-                total += md.len();
-            }
-        }
-    }
-    total
 }
 
 fn now_nanos() -> i64 {

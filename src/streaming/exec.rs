@@ -1,6 +1,8 @@
 //! Exec (`channel.k8s.io` v1–v5, over SPDY or WebSocket): open the client's
-//! channels, run `crun exec` with its stdio wired to them, report the exit
-//! on the error channel, then end the session.
+//! channels, run the process through the engine's one process driver (an
+//! exec instance, as Docker's exec: `docker inspect` lists it and `docker
+//! events` shows it) with its stdio wired to them, report the exit on the
+//! error channel, then end the session.
 //!
 //! ```text
 //! streams opened ──> process running ──exit──> status on error stream ──> session closed
@@ -11,16 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::process::Child;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::cache::ExecRequest;
-use super::transport::{Input, Negotiated, Output, Session, Streams};
-use crate::engine::exec::PreparedExec;
+use super::transport::{Negotiated, Output, Session, Streams};
+use crate::engine::execs::ExecSpec;
+use crate::engine::process::{Outcome, ProcessIo};
 use crate::engine::Engine;
+use crate::monitor::log::Stream;
 
-/// How long output may keep flowing after the process ended (a background
-/// child can hold the pipes open).
+/// How long output may keep flowing to the client after the process ended.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a terminal exec waits for the client's first size.
 const FIRST_SIZE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -58,126 +61,93 @@ where
             .ok()
             .flatten();
     }
-    let prepared = match engine.prepare_exec(&id, req.cmd.clone(), req.tty, size) {
-        Ok(p) => p,
+    let spec = ExecSpec {
+        cmd: req.cmd.clone(),
+        tty: req.tty,
+        attach_stdin: stdin.is_some(),
+        attach_stdout: stdout.is_some(),
+        attach_stderr: stderr.is_some(),
+        size,
+        ..Default::default()
+    };
+    let started = engine
+        .create_exec(&id, spec)
+        .and_then(|exec| engine.start_exec(&exec, None));
+    let started = match started {
+        Ok(s) => s,
         Err(e) => {
-            let msg = format!("failed to exec in container {id}: {e}");
+            let msg = format!("failed to exec in container {id}: {}", e.chain());
             warn!(container = %id, "{msg}");
             finish(session, error, v4, Err(msg)).await;
             return;
         }
     };
-    let result = if req.tty {
-        super::tty::run(&prepared, &session, stdin, stdout, resize, size).await
-    } else {
-        run_pipes(&prepared, &session, stdin, stdout, stderr).await
+    let (tx, rx) = mpsc::channel(64);
+    let mut forward = tokio::spawn(forward(rx, stdout, stderr));
+    let resizes = resize.map(|mut r| {
+        let (rtx, rrx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Some(s) = r.next().await {
+                if rtx.send(s).await.is_err() {
+                    break;
+                }
+            }
+        });
+        rrx
+    });
+    let io = ProcessIo {
+        stdin: stdin.map(|s| Box::new(s) as crate::engine::process::Input),
+        output: Some(tx),
+        resizes,
     };
-    match result {
-        Some(Ok(code)) => finish(session, error, v4, Ok(code)).await,
-        Some(Err(msg)) => {
-            warn!(container = %id, "exec failed: {msg}");
-            finish(session, error, v4, Err(msg)).await
-        }
-        None => {
+    let result = match engine.run_exec(started, io, session.closed()).await {
+        Outcome::Exited(code) => Ok(code),
+        Outcome::RuntimeFailed { code, errors } => Err(format!(
+            "the runtime exited ({code}) before handing over the terminal: {}",
+            errors.trim()
+        )),
+        Outcome::Failed(msg) => Err(msg),
+        Outcome::Cancelled => {
+            forward.abort();
             debug!(container = %id, "exec client went away; process killed");
             session.abort();
+            return;
         }
-    }
-}
-
-/// Runs the process with pipes. `None` when the client went away (the
-/// process is then killed), else its exit code or why it could not run.
-async fn run_pipes(
-    prepared: &PreparedExec,
-    session: &Session,
-    stdin: Option<Input>,
-    stdout: Option<Output>,
-    stderr: Option<Output>,
-) -> Option<Result<i32, String>> {
-    use std::process::Stdio;
-    let mut cmd = prepared.command(None);
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    if stdout.is_some() {
-        cmd.stdout(Stdio::piped());
-    }
-    // The runtime's own errors need a reader even if the client wants none.
-    cmd.stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Some(Err(format!("failed to start the runtime: {e}"))),
     };
-    let mut copies = tokio::task::JoinSet::new();
-    if let (Some(mut from), Some(mut to)) = (stdin, child.stdin.take()) {
-        copies.spawn(async move {
-            let _ = tokio::io::copy(&mut from, &mut to).await;
-            // Dropping `to` closes the process's stdin.
-        });
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut forward)
+        .await
+        .is_err()
+    {
+        forward.abort();
     }
-    let out_pipe = child.stdout.take();
-    let err_pipe = child.stderr.take();
-    let mut output = tokio::task::JoinSet::new();
-    if let (Some(mut from), Some(mut to)) = (out_pipe, stdout) {
-        output.spawn(async move {
-            let _ = tokio::io::copy(&mut from, &mut to).await;
-            let _ = to.shutdown().await;
-        });
+    if let Err(msg) = &result {
+        warn!(container = %id, "exec failed: {msg}");
     }
-    if let Some(mut from) = err_pipe {
-        output.spawn(async move {
-            match stderr {
-                Some(mut to) => {
-                    let _ = tokio::io::copy(&mut from, &mut to).await;
-                    let _ = to.shutdown().await;
-                }
-                None => {
-                    let _ = tokio::io::copy(&mut from, &mut tokio::io::sink()).await;
-                }
-            }
-        });
-    }
-    let code = wait_or_kill(prepared, session, &mut child).await;
-    copies.abort_all();
-    if code.is_some() {
-        let drained = async { while output.join_next().await.is_some() {} };
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
-    }
-    output.abort_all();
-    code.map(Ok)
+    finish(session, error, v4, result).await;
 }
 
-/// Waits for the runtime to exit with the process's code; if the session
-/// ends first, kills the process and the runtime and returns `None`.
-pub(super) async fn wait_or_kill(
-    prepared: &PreparedExec,
-    session: &Session,
-    child: &mut Child,
-) -> Option<i32> {
-    tokio::select! {
-        st = child.wait() => Some(st.ok().and_then(|s| s.code()).unwrap_or(-1)),
-        _ = session.closed() => {
-            // The runtime waits for the process, so the process goes first;
-            // a runtime still starting it writes its pid file shortly.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                if let Some(pid) = prepared.pid() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+/// Copies the process's output to the client's streams (stdout only for a
+/// terminal), then closes them; a stream the client did not open, or one
+/// that failed, drops its output.
+async fn forward(
+    mut rx: mpsc::Receiver<(Stream, Vec<u8>)>,
+    mut stdout: Option<Output>,
+    mut stderr: Option<Output>,
+) {
+    while let Some((stream, data)) = rx.recv().await {
+        let to = match stream {
+            Stream::Stdout => &mut stdout,
+            Stream::Stderr => &mut stderr,
+        };
+        if let Some(o) = to.as_mut() {
+            if o.write_all(&data).await.is_err() {
+                *to = None;
             }
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
-            None
         }
+    }
+    for o in [stdout, stderr].into_iter().flatten() {
+        let mut o = o;
+        let _ = o.shutdown().await;
     }
 }
 

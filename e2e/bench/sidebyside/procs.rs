@@ -94,7 +94,7 @@ impl Daemon {
                     .collect();
                 let infra: Vec<i32> = monitors
                     .iter()
-                    .filter(|(_, cfg)| cfg.ends_with("/infra/monitor.json"))
+                    .filter(|(_, cfg)| cfg.ends_with("/infra/monitor.pb"))
                     .map(|(p, _)| *p)
                     .collect();
                 let mut other = children_of(&infra, &|c| c.ends_with("pause"));

@@ -70,12 +70,7 @@ pub(super) fn mounts(
             )));
         }
         let host = if src.starts_with('/') {
-            if !Path::new(src).exists() {
-                std::fs::create_dir_all(src).map_err(|e| {
-                    ApiError::bad_request(format!("failed to create bind source {src}: {e}"))
-                })?;
-            }
-            PathBuf::from(src)
+            d.engine.ensure_bind_source(src)?
         } else {
             volume_dir(d, src)?
         };

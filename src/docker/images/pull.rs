@@ -19,14 +19,13 @@ use futures::StreamExt;
 use http::{header, HeaderMap};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::{emit, json_line, short_id};
 use crate::docker::{time, ApiError, Shared};
-use crate::image::archive::{layer_media_type, LoadLayer, Spooled};
+use crate::engine::images::RootfsImport;
 use crate::image::auth::Credentials;
-use crate::image::digest::{chain_ids, Hasher};
+use crate::image::digest::chain_ids;
 use crate::image::{self, Digest, Reference};
 
 /// How often a pull's progress is looked at.
@@ -351,20 +350,6 @@ async fn import(docker: Shared, q: CreateQuery, body: Body) -> Result<Response, 
     for c in &q.changes {
         apply_change(&mut config, c)?;
     }
-    let images = &docker.engine.images;
-    let scratch = images.scratch()?;
-    let path = scratch.path().join("layer");
-    let (size, digest) = spool_body(body, &path).await?;
-    if size == 0 {
-        return Err(ApiError::bad_request(
-            "nothing to import: the request body must be a tar archive of a root file system",
-        ));
-    }
-    let p = path.clone();
-    let (compression, diff_id) = tokio::task::spawn_blocking(move || diff_id_of(&p))
-        .await
-        .map_err(|e| ApiError::internal(format!("import task failed: {e}")))?
-        .map_err(|e| ApiError::bad_request(format!("failed to read the imported archive: {e}")))?;
     let now = time::rfc3339(time::now_nanos());
     let comment = if q.message.is_empty() {
         format!("Imported from {}", q.from_src)
@@ -376,67 +361,24 @@ async fn import(docker: Shared, q: CreateQuery, body: Body) -> Result<Response, 
         "os": "linux",
         "created": now,
         "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": now, "comment": comment}],
     });
-    let layer = LoadLayer {
-        file: Spooled { path, size, digest },
-        media_type: layer_media_type(compression).to_string(),
-    };
     let names: Vec<String> = name.iter().filter_map(Reference::tagged).collect();
-    let rec = images
-        .register(
-            serde_json::to_vec(&image_config).expect("JSON values serialize"),
-            vec![layer],
-            None,
-            names,
+    let rec = docker
+        .engine
+        .import_rootfs(
+            body.into_data_stream(),
+            RootfsImport {
+                config: image_config,
+                names,
+            },
         )
         .await?;
-    drop(scratch);
-    emit(&docker, "import", rec.id.as_str(), rec.id.as_str());
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         Body::from(status_line(rec.id.as_str(), None)),
     )
         .into_response())
-}
-
-/// Writes a request body to `path`, returning its size and digest.
-pub async fn spool_body(body: Body, path: &std::path::Path) -> Result<(u64, Digest), ApiError> {
-    let io =
-        |e: std::io::Error| ApiError::internal(format!("failed to write {}: {e}", path.display()));
-    let mut f = tokio::fs::File::create(path).await.map_err(io)?;
-    let mut hasher = Hasher::default();
-    let mut size = 0u64;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("failed to read request body: {e}")))?;
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
-        f.write_all(&chunk).await.map_err(io)?;
-    }
-    f.flush().await.map_err(io)?;
-    Ok((size, hasher.finish()))
-}
-
-/// The compression of a layer file and the digest of its tar stream.
-fn diff_id_of(
-    path: &std::path::Path,
-) -> std::io::Result<(crate::storage::compression::Compression, Digest)> {
-    use std::io::Read;
-    let f = std::fs::File::open(path)?;
-    let (compression, mut r) = crate::storage::compression::decompressor(f, "")?;
-    let mut h = Hasher::default();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok((compression, h.finish()))
 }
 
 /// Applies one Dockerfile instruction of `docker import --change` to an

@@ -23,7 +23,7 @@ impl View {
         let scratch = images.scratch()?;
         let target = scratch.path().join("rootfs");
         std::fs::create_dir_all(&target)
-            .map_err(|e| Error::internal(format!("failed to create {}: {e}", target.display())))?;
+            .map_err(|e| Error::io(format!("failed to create {}", target.display()), e))?;
         let lowers: Vec<PathBuf> = image
             .map(|i| {
                 i.snapshot_keys()
