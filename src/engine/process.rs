@@ -171,18 +171,32 @@ async fn run_tty(
             String::from_utf8_lossy(&s).into_owned()
         })
     });
+    // The code of a runtime that ended before its terminal was taken.
+    let mut ended = None;
     let accepted = tokio::select! {
-        c = tokio::time::timeout(CONSOLE_TIMEOUT, listener.accept()) => c,
-        st = child.wait() => {
-            let errors = match runtime_errors {
-                Some(t) => t.await.unwrap_or_default(),
-                None => String::new(),
-            };
-            return Outcome::RuntimeFailed { code: exit_code(st), errors };
+        biased;
+        c = tokio::time::timeout(CONSOLE_TIMEOUT, listener.accept()) => {
+            c.map(|r| r.map(|(conn, _)| conn))
         }
+        st = child.wait() => match accept_pending(&listener) {
+            // A short command can run and end, and its runtime with it,
+            // before the terminal it handed over is taken: its output is
+            // still in the terminal.
+            Some(conn) => {
+                ended = Some(exit_code(st));
+                Ok(Ok(conn))
+            }
+            None => {
+                let errors = match runtime_errors {
+                    Some(t) => t.await.unwrap_or_default(),
+                    None => String::new(),
+                };
+                return Outcome::RuntimeFailed { code: exit_code(st), errors };
+            }
+        },
     };
     let master = match accepted {
-        Ok(Ok((conn, _))) => receive_fd(conn).await,
+        Ok(Ok(conn)) => receive_fd(conn).await,
         Ok(Err(e)) => Err(e),
         Err(_) => Err(std::io::Error::other("the runtime sent no terminal")),
     };
@@ -244,7 +258,10 @@ async fn run_tty(
             }
         })
     };
-    let code = wait_or_kill(prepared, &mut child, cancel).await;
+    let code = match ended {
+        Some(code) => Some(code),
+        None => wait_or_kill(prepared, &mut child, cancel).await,
+    };
     tasks.abort_all();
     if code.is_some() {
         // A background child may keep the terminal open: stop reading then.
@@ -349,6 +366,16 @@ fn exit_code(st: std::io::Result<std::process::ExitStatus>) -> i32 {
     }
 }
 
+/// A connection already waiting on the console socket, without waiting for
+/// one (a duplicate of the listener's descriptor, non-blocking like it).
+fn accept_pending(listener: &tokio::net::UnixListener) -> Option<tokio::net::UnixStream> {
+    use std::os::fd::AsFd;
+    let fd = listener.as_fd().try_clone_to_owned().ok()?;
+    let (conn, _) = std::os::unix::net::UnixListener::from(fd).accept().ok()?;
+    conn.set_nonblocking(true).ok()?;
+    tokio::net::UnixStream::from_std(conn).ok()
+}
+
 /// Receives the terminal's master from the runtime's connection.
 async fn receive_fd(conn: tokio::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
     let conn = conn.into_std()?;
@@ -383,6 +410,23 @@ mod tests {
         let (stream, chunk) = first.await.unwrap().expect("a chunk");
         assert_eq!(stream, Stream::Stderr);
         assert_eq!(chunk.len(), 32 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_connection_already_made_is_taken_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        assert!(
+            accept_pending(&listener).is_none(),
+            "nothing is waiting yet"
+        );
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        assert!(
+            accept_pending(&listener).is_some(),
+            "the waiting connection"
+        );
+        assert!(accept_pending(&listener).is_none(), "taken once");
     }
 
     #[test]
