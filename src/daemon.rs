@@ -43,6 +43,9 @@ pub async fn run(config: Config) -> Result<()> {
     let (docker_socket, docker_tasks) = start_docker(&config, &engine, &stop_rx).await?;
     let metrics = start_metrics(&config, &engine, &stop_rx).await?;
     let (streaming, streaming_task) = start_streaming(&config, &engine, &stop_rx).await?;
+    // Start-up is done: what it freed goes back now, and later bursts'
+    // frees every half minute (crate::memory).
+    let trim = tokio::spawn(crate::memory::trim_periodically(stop_rx.clone()));
     let server = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::new())
         .layer(crate::cri::deadline::DeadlineLayer)
@@ -101,6 +104,7 @@ pub async fn run(config: Config) -> Result<()> {
             t.abort();
         }
     }
+    trim.abort();
     drop(docker_socket);
     drop(cri_socket);
     info!("stopped");

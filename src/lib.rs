@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod docker;
 pub mod engine;
 pub mod image;
+pub mod memory;
 pub mod metrics;
 pub mod monitor;
 pub mod network;

@@ -17,11 +17,50 @@ use crate::image::ImageRecord;
 /// The gRPC ImageService over the engine.
 pub struct Images {
     engine: Arc<Engine>,
+    /// The unfiltered ListImages answer, under the image generation it was
+    /// made in: the kubelet lists images every few seconds, and between
+    /// pulls and removals the answer is the same (no store read, no config
+    /// lookup, no pinned-name resolution).
+    listed: std::sync::Mutex<Option<(u64, Vec<cri::Image>)>>,
 }
 
 impl Images {
     pub fn new(engine: Arc<Engine>) -> Self {
-        Images { engine }
+        Images {
+            engine,
+            listed: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn cached_list(&self) -> std::sync::MutexGuard<'_, Option<(u64, Vec<cri::Image>)>> {
+        self.listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every image in CRI form, from memory while no image changed.
+    async fn all_images(&self) -> Result<Vec<cri::Image>, Status> {
+        let generation = self.engine.images.generation();
+        if let Some((g, images)) = self.cached_list().as_ref() {
+            if *g == generation {
+                return Ok(images.clone());
+            }
+        }
+        let records = self
+            .engine
+            .images
+            .list()
+            .map_err(|e| image_status("failed to list images", e))?;
+        let mut images = Vec::with_capacity(records.len());
+        for r in &records {
+            images.push(
+                self.to_cri(r)
+                    .await
+                    .map_err(|e| image_status("failed to list images", e))?,
+            );
+        }
+        *self.cached_list() = Some((generation, images.clone()));
+        Ok(images)
     }
 
     async fn to_cri(&self, rec: &ImageRecord) -> Result<cri::Image, crate::image::Error> {
@@ -78,24 +117,19 @@ impl ImageService for Images {
             .and_then(|f| f.image)
             .map(|s| s.image)
             .filter(|s| !s.is_empty());
-        let records = match filter {
-            Some(f) => self
-                .engine
-                .images
-                .resolve(&f)
-                .map_err(|e| image_status("failed to list images", e))?
-                .into_iter()
-                .collect(),
-            None => self
-                .engine
-                .images
-                .list()
-                .map_err(|e| image_status("failed to list images", e))?,
+        let Some(f) = filter else {
+            let images = self.all_images().await?;
+            return Ok(Response::new(cri::ListImagesResponse { images }));
         };
-        let mut images = Vec::with_capacity(records.len());
-        for r in &records {
+        let mut images = Vec::with_capacity(1);
+        let found = self
+            .engine
+            .images
+            .resolve(&f)
+            .map_err(|e| image_status("failed to list images", e))?;
+        if let Some(r) = found {
             images.push(
-                self.to_cri(r)
+                self.to_cri(&r)
                     .await
                     .map_err(|e| image_status("failed to list images", e))?,
             );

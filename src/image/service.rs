@@ -100,6 +100,9 @@ pub struct ImageService {
     /// is never stale; ListImages, CreateContainer and StopContainer read
     /// configs on every call and need no disk read or JSON parse for them.
     configs: std::sync::Mutex<std::collections::HashMap<String, Arc<ImageConfiguration>>>,
+    /// Counts the writes to the image tables ([`ImageService::generation`]):
+    /// what a front door caches of the image list is good while it holds.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Snapshots used by containers, by container id: GC keeps them even after
@@ -159,6 +162,7 @@ impl ImageService {
             in_use: Default::default(),
             ingest: paths.ingest.clone(),
             configs: Default::default(),
+            generation: Default::default(),
         })
     }
 
@@ -199,6 +203,9 @@ impl ImageService {
             }
         };
         timer.success(record.size);
+        // A pull's transient buffers (decompression, tar, HTTP bodies) were
+        // freed: hand the pages back now rather than at the next trim tick.
+        tokio::task::spawn_blocking(crate::memory::release_free_memory);
         Ok(record)
     }
 
@@ -216,9 +223,8 @@ impl ImageService {
         names.extend(r.tagged());
         let repo_digest = r.with_digest(&pulled.repo_digest);
         let id = pulled.config_digest.clone();
-        let store = self.store.clone();
-        let record = blocking(move || {
-            store.write(|w| {
+        let record = self
+            .write_images(move |w| {
                 let mut rec = match w.get::<ImageRecord>(IMAGES, id.as_str())? {
                     Some(rec) => rec,
                     None => ImageRecord {
@@ -256,10 +262,31 @@ impl ImageService {
                 w.put(IMAGES, id.as_str(), &rec)?;
                 Ok::<_, Error>(rec)
             })
-        })
-        .await?;
+            .await?;
         drop(lease);
         Ok(record)
+    }
+
+    /// A number that changes after every write to the image tables (pull,
+    /// tag, untag, removal, load, build). Read it before reading the list: a
+    /// list cached under the generation read before it is current as long as
+    /// the generation is unchanged (a write bumps it only after its commit).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// One write transaction on the image tables, off the async workers,
+    /// then a new [`generation`](Self::generation) (also when the write
+    /// failed: whether it committed is not known to the caller).
+    async fn write_images<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::store::Writer<'_>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = self.store.clone();
+        let res = blocking(move || store.write(f)).await;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        res
     }
 
     /// Every image, oldest first.
@@ -338,18 +365,15 @@ impl ImageService {
         }
         {
             let _g = self.gc_lock.lock().await;
-            let store = self.store.clone();
             let r = rec.clone();
-            blocking(move || {
-                store.write(|w| {
-                    for name in r.repo_tags.iter().chain(&r.repo_digests) {
-                        if w.get::<String>(IMAGE_REFS, name)?.as_deref() == Some(r.id.as_str()) {
-                            w.delete(IMAGE_REFS, name)?;
-                        }
+            self.write_images(move |w| {
+                for name in r.repo_tags.iter().chain(&r.repo_digests) {
+                    if w.get::<String>(IMAGE_REFS, name)?.as_deref() == Some(r.id.as_str()) {
+                        w.delete(IMAGE_REFS, name)?;
                     }
-                    w.delete(IMAGES, r.id.as_str())?;
-                    Ok::<_, Error>(())
-                })
+                }
+                w.delete(IMAGES, r.id.as_str())?;
+                Ok::<_, Error>(())
             })
             .await?;
         }

@@ -426,3 +426,34 @@ fn platforms_parse_as_os_arch_variant() {
         assert!(Platform::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[tokio::test]
+async fn every_image_write_moves_the_generation_and_reads_do_not() {
+    let state: Shared = Default::default();
+    add_image(&mut state.lock().unwrap(), "v1", "a", OCI_MANIFEST);
+    state.lock().unwrap().password = "pw".into();
+    let addr = serve(state).await;
+    let e = env("");
+    let g0 = e.images.generation();
+    let name = format!("{addr}/a:v1");
+    let rec = e.images.pull(&name, &creds("pw")).await.unwrap();
+    let g1 = e.images.generation();
+    assert_ne!(g1, g0, "a pull is a write");
+    e.images.list().unwrap();
+    e.images.resolve(&name).unwrap();
+    assert_eq!(
+        e.images.generation(),
+        g1,
+        "reads leave the generation alone"
+    );
+    let other = format!("{addr}/b:v2");
+    e.images.tag(&rec.id, &other).await.unwrap();
+    let g2 = e.images.generation();
+    assert_ne!(g2, g1, "a tag is a write");
+    e.images.untag(&other).await.unwrap();
+    let g3 = e.images.generation();
+    assert_ne!(g3, g2, "an untag is a write");
+    assert!(e.images.remove(&name).await.unwrap());
+    assert_ne!(e.images.generation(), g3, "a removal is a write");
+    assert!(e.images.list().unwrap().is_empty());
+}

@@ -10,7 +10,7 @@ use oci_spec::image::ImageConfiguration;
 use tokio::io::AsyncReadExt;
 use tracing::info;
 
-use super::{blocking, now_nanos, ImageRecord, ImageService, LayerRecord};
+use super::{now_nanos, ImageRecord, ImageService, LayerRecord};
 use crate::image::archive::{self, LoadLayer};
 use crate::image::auth::Credentials;
 use crate::image::digest::chain_ids;
@@ -200,9 +200,8 @@ impl ImageService {
         };
         let size = config.len() as u64 + records.iter().map(|l| l.size).sum::<u64>();
         let _g = self.gc_lock.lock().await;
-        let store = self.store.clone();
-        let rec = blocking(move || {
-            store.write(|w| {
+        let rec = self
+            .write_images(move |w| {
                 let table = match &target {
                     Target::Images(_) => IMAGES,
                     Target::Build(_) => BUILD_IMAGES,
@@ -230,8 +229,7 @@ impl ImageService {
                 w.put(table, rec.id.as_str(), &rec)?;
                 Ok::<_, Error>(rec)
             })
-        })
-        .await?;
+            .await?;
         drop(lease);
         info!(image = %rec.id, tags = ?rec.repo_tags, "registered local image");
         Ok(rec)
@@ -287,17 +285,14 @@ impl ImageService {
     /// it from whichever image held it.
     pub async fn tag(&self, id: &Digest, name: &str) -> Result<ImageRecord, Error> {
         let _g = self.gc_lock.lock().await;
-        let store = self.store.clone();
         let (id, name) = (id.clone(), name.to_string());
-        blocking(move || {
-            store.write(|w| {
-                let mut rec = w
-                    .get::<ImageRecord>(IMAGES, id.as_str())?
-                    .ok_or_else(|| Error::NotFound(id.to_string()))?;
-                claim(w, &mut rec, &name)?;
-                w.put(IMAGES, rec.id.as_str(), &rec)?;
-                Ok(rec)
-            })
+        self.write_images(move |w| {
+            let mut rec = w
+                .get::<ImageRecord>(IMAGES, id.as_str())?
+                .ok_or_else(|| Error::NotFound(id.to_string()))?;
+            claim(w, &mut rec, &name)?;
+            w.put(IMAGES, rec.id.as_str(), &rec)?;
+            Ok(rec)
         })
         .await
     }
@@ -307,22 +302,19 @@ impl ImageService {
     /// image as it is afterwards, or `None` if no image had the name.
     pub async fn untag(&self, name: &str) -> Result<Option<ImageRecord>, Error> {
         let _g = self.gc_lock.lock().await;
-        let store = self.store.clone();
         let name = name.to_string();
-        blocking(move || {
-            store.write(|w| {
-                let Some(id) = w.get::<String>(IMAGE_REFS, &name)? else {
-                    return Ok(None);
-                };
-                w.delete(IMAGE_REFS, &name)?;
-                let Some(mut rec) = w.get::<ImageRecord>(IMAGES, &id)? else {
-                    return Ok(None);
-                };
-                rec.repo_tags.retain(|t| t != &name);
-                rec.repo_digests.retain(|t| t != &name);
-                w.put(IMAGES, &id, &rec)?;
-                Ok(Some(rec))
-            })
+        self.write_images(move |w| {
+            let Some(id) = w.get::<String>(IMAGE_REFS, &name)? else {
+                return Ok(None);
+            };
+            w.delete(IMAGE_REFS, &name)?;
+            let Some(mut rec) = w.get::<ImageRecord>(IMAGES, &id)? else {
+                return Ok(None);
+            };
+            rec.repo_tags.retain(|t| t != &name);
+            rec.repo_digests.retain(|t| t != &name);
+            w.put(IMAGES, &id, &rec)?;
+            Ok(Some(rec))
         })
         .await
     }
