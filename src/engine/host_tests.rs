@@ -386,13 +386,18 @@ async fn on_failure_2_restarts_twice_then_stays_exited() {
     assert_eq!(bed.fake.calls_of(&format!("start {id}")).len(), 3);
 }
 
-#[tokio::test]
-async fn always_restarts_a_clean_exit_but_not_after_a_user_stop() {
+/// Runs a container under `restart`, lets it exit with `code`, waits for
+/// its one restart, then stops it as a user would; returns its record at
+/// once and again after the next back-off would have passed.
+async fn restarted_once_then_user_stopped(
+    restart: Restart,
+    code: i32,
+) -> (ContainerRecord, ContainerRecord, usize) {
     let bed = Bed::new();
     let e = bed.open_with_image().await;
     let _exits = watch_exits(&e);
-    let id = docker_run(&e, "web", policy(Restart::Always)).await;
-    bed.fake.exit(&id, 0);
+    let id = docker_run(&e, "web", policy(restart)).await;
+    bed.fake.exit(&id, code);
     until(&e, &id, "the restart", |r| {
         r.restart_count == 1 && r.state == ContainerState::Running
     })
@@ -401,36 +406,36 @@ async fn always_restarts_a_clean_exit_but_not_after_a_user_stop() {
     e.stop_container(&id, Duration::from_secs(5))
         .await
         .expect("stop");
-    let rec = e.container(&id).expect("record");
-    assert_eq!(rec.state, ContainerState::Exited);
-    // SIGTERM straight to the container's process (143 = 128 + 15).
-    assert_eq!(rec.exit_code, 143);
+    let stopped = e.container(&id).expect("record");
+    // Longer than the next back-off: a restart would have come by now.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let rec = e.container(&id).expect("record");
-    assert_eq!((rec.state, rec.restart_count), (ContainerState::Exited, 1));
-    assert_eq!(bed.fake.calls_of(&format!("spawn {id}")).len(), 2);
+    let later = e.container(&id).expect("record");
+    let spawns = bed.fake.calls_of(&format!("spawn {id}")).len();
+    (stopped, later, spawns)
+}
+
+#[tokio::test]
+async fn always_restarts_a_clean_exit_but_not_after_a_user_stop() {
+    let (stopped, later, spawns) = restarted_once_then_user_stopped(Restart::Always, 0).await;
+    assert_eq!(stopped.state, ContainerState::Exited);
+    // SIGTERM straight to the container's process (143 = 128 + 15).
+    assert_eq!(stopped.exit_code, 143);
+    assert_eq!(
+        (later.state, later.restart_count),
+        (ContainerState::Exited, 1)
+    );
+    assert_eq!(spawns, 2);
 }
 
 #[tokio::test]
 async fn unless_stopped_restarts_a_failure_but_not_a_user_stop() {
-    let bed = Bed::new();
-    let e = bed.open_with_image().await;
-    let _exits = watch_exits(&e);
-    let id = docker_run(&e, "web", policy(Restart::UnlessStopped)).await;
-    bed.fake.exit(&id, 3);
-    until(&e, &id, "the restart", |r| {
-        r.restart_count == 1 && r.state == ContainerState::Running
-    })
-    .await;
-    e.mark_stopped_by_user(&id).await.expect("mark");
-    e.stop_container(&id, Duration::from_secs(5))
-        .await
-        .expect("stop");
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let rec = e.container(&id).expect("record");
-    assert_eq!((rec.state, rec.restart_count), (ContainerState::Exited, 1));
-    assert!(rec.stopped_by_user);
-    assert_eq!(bed.fake.calls_of(&format!("spawn {id}")).len(), 2);
+    let (_, later, spawns) = restarted_once_then_user_stopped(Restart::UnlessStopped, 3).await;
+    assert_eq!(
+        (later.state, later.restart_count),
+        (ContainerState::Exited, 1)
+    );
+    assert!(later.stopped_by_user);
+    assert_eq!(spawns, 2);
 }
 
 #[tokio::test]
