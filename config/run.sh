@@ -28,8 +28,8 @@ if ! command -v cargo >/dev/null; then
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
   . "$HOME/.cargo/env"
 fi
-# The dist profile: release with fat LTO (smaller and leaner; see Cargo.toml).
-cargo build --profile dist --locked --bin berthd --bin berth-monitor
+# The dist profile (fat LTO) and a static monitor: config/build.sh.
+config/build.sh
 if [ $# -ge 1 ]; then
   exec target/dist/berthd --config "$1"
 fi

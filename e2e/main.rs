@@ -13,6 +13,7 @@ mod images;
 mod kubelet;
 mod network;
 mod runtime;
+mod static_build;
 mod streaming;
 mod support;
 mod upgrade;

@@ -93,6 +93,7 @@ step cargo clippy --all-targets -- -D warnings
 # release: build that one first, from this build's third-party artifacts.
 step cargo test --all-targets --no-run
 step bash e2e/prev-release.sh
+step bash e2e/static-build.sh
 step cargo test --all-targets
 if [ -f charts/berth/tests/run.sh ]; then
     step bash charts/berth/tests/run.sh

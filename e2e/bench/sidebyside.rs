@@ -26,7 +26,9 @@
 //!
 //! `cargo bench --bench sidebyside` runs it all (20 samples per call;
 //! `BERTH_BENCH_SAMPLES=N` for more; `BERTH_BENCH_CONTAINERD_OCI=PATH` for
-//! another OCI runtime under containerd's shim). Without containerd
+//! another OCI runtime under containerd's shim; `BERTH_BENCH_BERTHD=PATH`
+//! for another berthd, e.g. `target/dist/berthd` from `config/build.sh`,
+//! with its static `berth-monitor` beside it). Without containerd
 //! installed it runs berth alone. Under `cargo test` (no `--bench`) it
 //! checks berth only, with one sample and two pods, and asserts only that
 //! every step worked.
@@ -137,8 +139,18 @@ async fn run(full: bool) {
     net.install();
     let work = support::short_tempdir("sbs");
 
-    let mut bd =
-        Berthd::start_logging(&format!("{}{}", reg.insecure_yaml(), net.yaml()), "info").await;
+    // BERTH_BENCH_BERTHD: another berthd binary, e.g. target/dist/berthd
+    // from config/build.sh (what a node runs, its static monitor next to it).
+    let binary = std::env::var_os("BERTH_BENCH_BERTHD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(support::daemon::BERTHD));
+    eprintln!("sidebyside: berthd {}", binary.display());
+    let mut bd = Berthd::start_binary(
+        &binary,
+        &format!("{}{}", reg.insecure_yaml(), net.yaml()),
+        "info",
+    )
+    .await;
     let mut ctd = None;
     let mut sides = vec![Side {
         name: "berth",

@@ -94,8 +94,15 @@ def test_containerfile_stages_and_inputs():
     assert "docker build -f config/Containerfile" in text
     froms = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M)
     assert froms == [("rust:1-bookworm", "build"), ("debian:bookworm-slim", "")]
-    assert "cargo build --profile dist --locked --bin berthd" in text
+    assert re.search(r"^RUN bash config/build\.sh", text, re.M)
     assert "target/dist/berthd" in text
+    build = (CONFIG / "build.sh").read_text()
+    # Both binaries, dist profile, linked statically (crt-static on their own crate).
+    assert re.search(r"for bin in berthd berth-monitor; do", build)
+    assert re.search(
+        r'cargo rustc --profile dist --locked --bin "\$bin" -- -C target-feature=\+crt-static',
+        build,
+    )
     for package in ("crun", "containernetworking-plugins", "iptables", "ca-certificates"):
         assert re.search(rf"apt-get install[^\n]*(\\\n[^\n]*)*\b{re.escape(package)}\b", text), package
     assert re.search(r"^COPY --from=build \S+ /usr/local/bin/berthd$", text, re.M)
