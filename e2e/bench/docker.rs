@@ -16,7 +16,8 @@
 //!   project (busybox httpd publishing a port, a client depending on it, a
 //!   named volume, a project network on its own /24), median of 5.
 //!
-//! `cargo bench --bench docker` runs the full measurement. Under `cargo
+//! `cargo bench --bench docker` runs the full measurement
+//! (`BERTH_BENCH_BERTHD=PATH`: another berthd, e.g. `target/dist/berthd`). Under `cargo
 //! test` (no `--bench` argument) it checks the plumbing with 2 runs and 3
 //! containers. Every container it made is removed before the daemon stops.
 
@@ -131,7 +132,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let e = rt.block_on(DockerEnv::new(""));
+    // BERTH_BENCH_BERTHD: another berthd, e.g. target/dist/berthd (config/build.sh).
+    let binary = std::env::var_os("BERTH_BENCH_BERTHD").map(std::path::PathBuf::from);
+    let env_with = |extra: &str| match &binary {
+        Some(b) => rt.block_on(DockerEnv::with_binary(b, extra)),
+        None => rt.block_on(DockerEnv::new(extra)),
+    };
+    let e = env_with("");
     let image = e.busybox.clone();
     for _ in 0..if full { 3 } else { 1 } {
         e.docker(&["run", "--rm", &image, "true"]).ok();
@@ -151,7 +158,7 @@ fn main() {
             firewall: false,
         }));
         net.install();
-        let b = rt.block_on(DockerEnv::new(&net.yaml()));
+        let b = env_with(&net.yaml());
         let image = b.busybox.clone();
         // Warm-up: the first run also creates the bridge.
         for _ in 0..if full { 3 } else { 1 } {
