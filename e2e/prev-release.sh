@@ -16,6 +16,14 @@ if [ -x "$out/debug/berthd" ] && [ -x "$out/debug/berth-monitor" ] &&
     exit 0
 fi
 if ! git cat-file -e "$commit^{commit}" 2>/dev/null; then
+    # A shallow clone: deepen it from where it was cloned (a local path or
+    # a mirror; nothing else is reached), then look again.
+    if [ "$(git rev-parse --is-shallow-repository 2>/dev/null)" = true ]; then
+        echo "e2e/prev-release.sh: shallow clone, fetching the history for $commit" >&2
+        git fetch --quiet --unshallow 2>/dev/null || git fetch --quiet origin "$commit" 2>/dev/null || true
+    fi
+fi
+if ! git cat-file -e "$commit^{commit}" 2>/dev/null; then
     echo "e2e/prev-release.sh: commit $commit is not in this repository's history (a shallow clone?)" >&2
     exit 1
 fi
