@@ -45,7 +45,7 @@ pub async fn run(config: Config) -> Result<()> {
     let (streaming, streaming_task) = start_streaming(&config, &engine, &stop_rx).await?;
     // Start-up is done: what it freed goes back now, and later bursts'
     // frees every half minute (crate::memory).
-    let trim = tokio::spawn(crate::memory::trim_periodically(stop_rx.clone()));
+    let trim = tokio::spawn(crate::memory::trim_periodically());
     let server = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::new())
         .layer(crate::cri::deadline::DeadlineLayer)

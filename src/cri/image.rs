@@ -51,15 +51,21 @@ impl Images {
             .images
             .list()
             .map_err(|e| image_status("failed to list images", e))?;
+        let images = self.listed_images(&records).await?;
+        *self.cached_list() = Some((generation, images.clone()));
+        Ok(images)
+    }
+
+    /// ListImages' answer for these records.
+    async fn listed_images(&self, records: &[ImageRecord]) -> Result<Vec<cri::Image>, Status> {
         let mut images = Vec::with_capacity(records.len());
-        for r in &records {
+        for r in records {
             images.push(
                 self.to_cri(r)
                     .await
                     .map_err(|e| image_status("failed to list images", e))?,
             );
         }
-        *self.cached_list() = Some((generation, images.clone()));
         Ok(images)
     }
 
@@ -121,19 +127,14 @@ impl ImageService for Images {
             let images = self.all_images().await?;
             return Ok(Response::new(cri::ListImagesResponse { images }));
         };
-        let mut images = Vec::with_capacity(1);
-        let found = self
+        let found: Vec<ImageRecord> = self
             .engine
             .images
             .resolve(&f)
-            .map_err(|e| image_status("failed to list images", e))?;
-        if let Some(r) = found {
-            images.push(
-                self.to_cri(&r)
-                    .await
-                    .map_err(|e| image_status("failed to list images", e))?,
-            );
-        }
+            .map_err(|e| image_status("failed to list images", e))?
+            .into_iter()
+            .collect();
+        let images = self.listed_images(&found).await?;
         Ok(Response::new(cri::ListImagesResponse { images }))
     }
 
