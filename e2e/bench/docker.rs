@@ -132,12 +132,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    // BERTH_BENCH_BERTHD: another berthd, e.g. target/dist/berthd (config/build.sh).
-    let binary = std::env::var_os("BERTH_BENCH_BERTHD").map(std::path::PathBuf::from);
-    let env_with = |extra: &str| match &binary {
-        Some(b) => rt.block_on(DockerEnv::with_binary(b, extra)),
-        None => rt.block_on(DockerEnv::new(extra)),
-    };
+    let binary = support::daemon::bench_berthd();
+    let env_with = |extra: &str| rt.block_on(DockerEnv::pulled(&binary, extra));
     let e = env_with("");
     let image = e.busybox.clone();
     for _ in 0..if full { 3 } else { 1 } {

@@ -139,11 +139,7 @@ async fn run(full: bool) {
     net.install();
     let work = support::short_tempdir("sbs");
 
-    // BERTH_BENCH_BERTHD: another berthd binary, e.g. target/dist/berthd
-    // from config/build.sh (what a node runs, its static monitor next to it).
-    let binary = std::env::var_os("BERTH_BENCH_BERTHD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(support::daemon::BERTHD));
+    let binary = support::daemon::bench_berthd();
     eprintln!("sidebyside: berthd {}", binary.display());
     let mut bd = Berthd::start_binary(
         &binary,

@@ -15,6 +15,15 @@ use super::{log_file_pair, read_text, short_tempdir, ChildGuard};
 /// The daemon binary cargo built for this test or benchmark.
 pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 
+/// The berthd a benchmark measures: `BERTH_BENCH_BERTHD` (e.g.
+/// `target/dist/berthd` from `config/build.sh`, what a node runs, with its
+/// static berth-monitor beside it), else this build's.
+pub fn bench_berthd() -> PathBuf {
+    std::env::var_os("BERTH_BENCH_BERTHD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BERTHD))
+}
+
 /// How long start-up may take before the harness gives up (debug builds).
 const START_LIMIT: Duration = Duration::from_secs(60);
 

@@ -48,7 +48,12 @@ impl DockerEnv {
     /// pulls busybox through CRI: the image Docker then runs is the one the
     /// kubelet's side pulled (`docker pull` has tests of its own).
     pub async fn new(extra: &str) -> DockerEnv {
-        let env = DockerEnv::without_pull(extra).await;
+        Self::pulled(Path::new(crate::support::daemon::BERTHD), extra).await
+    }
+
+    /// [`DockerEnv::new`] with another daemon binary.
+    pub async fn pulled(binary: &Path, extra: &str) -> DockerEnv {
+        let env = DockerEnv::with_binary(binary, extra).await;
         let mut images = env.d.image_client().await;
         crate::support::cri::pull_ok(&mut images, &env.busybox).await;
         env

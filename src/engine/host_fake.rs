@@ -120,6 +120,16 @@ impl FakeHost {
             .collect()
     }
 
+    /// Fails the test, listing every call, unless some call starts with `prefix`.
+    #[track_caller]
+    pub fn assert_called(&self, prefix: &str) {
+        assert!(
+            !self.calls_of(prefix).is_empty(),
+            "no `{prefix}` call in {:?}",
+            self.calls()
+        );
+    }
+
     /// What is mounted now (rootfs overlays, image volumes, pods' /dev/shm).
     pub fn mounted(&self) -> Vec<PathBuf> {
         self.lock().mounted.iter().cloned().collect()

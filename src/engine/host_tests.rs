@@ -275,21 +275,9 @@ async fn a_failed_monitor_create_rolls_back_the_container_and_its_pod() {
         "{:?}",
         bed.fake.calls()
     );
-    assert!(
-        !bed.fake.calls_of("unmount ").is_empty(),
-        "{:?}",
-        bed.fake.calls()
-    );
-    assert!(
-        !bed.fake.calls_of("delete ").is_empty(),
-        "{:?}",
-        bed.fake.calls()
-    );
-    assert!(
-        !bed.fake.calls_of("cni del ").is_empty(),
-        "{:?}",
-        bed.fake.calls()
-    );
+    bed.fake.assert_called("unmount ");
+    bed.fake.assert_called("delete ");
+    bed.fake.assert_called("cni del ");
     assert_nothing_left(&bed, &e);
     // The same create succeeds once the runtime does.
     bed.fake.heal(Op::Spawn);
@@ -338,8 +326,8 @@ async fn a_failed_cni_add_rolls_back_the_pod() {
     );
     assert_eq!(bed.fake.calls_of("cni add ").len(), 1);
     // Its namespaces were pinned and its /dev/shm mounted, then undone.
-    assert!(!bed.fake.calls_of("pin ").is_empty());
-    assert!(!bed.fake.calls_of("unpin ").is_empty());
+    bed.fake.assert_called("pin ");
+    bed.fake.assert_called("unpin ");
     assert_nothing_left(&bed, &e);
 }
 
@@ -570,16 +558,8 @@ async fn a_failed_infra_start_releases_the_network_and_the_infra() {
     // Its network came up beside the infra: both are undone.
     assert_eq!(bed.fake.calls_of("spawn ").len(), 1);
     assert_eq!(bed.fake.calls_of("cni add ").len(), 1);
-    assert!(
-        !bed.fake.calls_of("cni del ").is_empty(),
-        "{:?}",
-        bed.fake.calls()
-    );
-    assert!(
-        !bed.fake.calls_of("delete ").is_empty(),
-        "{:?}",
-        bed.fake.calls()
-    );
+    bed.fake.assert_called("cni del ");
+    bed.fake.assert_called("delete ");
     assert_nothing_left(&bed, &e);
 
     bed.fake.heal(Op::Start);
